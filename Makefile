@@ -1,0 +1,33 @@
+# Every target bootstraps .venv on a fresh machine; nothing needs installing by hand.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-dev
+
+.PHONY: test run lint types pytest clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## make test: THE test command — lint, format, types, tests with the branch-coverage gate.
+test: lint types pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+types: $(STAMP)
+	$(BIN)/mypy resilience middleware kernel examples
+
+pytest: $(STAMP)
+	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=95
+
+## make run: the example program.
+run: $(STAMP)
+	$(BIN)/python examples/flaky_upstream.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .coverage htmlcov

@@ -1,0 +1,42 @@
+"""trio-native resilience primitives: timeout, retry, circuit breaker, rate limiter,
+bulkhead, cache, fallback and hedging. No framework; each is useful alone.
+
+    import resilience as rs
+
+    retry = rs.Retry(attempts=4, wait=rs.backoff.exponential(initial=0.2, maximum=5.0))
+    answer = await retry.call(fetch, "https://example.org")
+"""
+
+from resilience import backoff, testing
+from resilience._bulkhead import Bulkhead, BulkheadStatistics
+from resilience._errors import (
+    BulkheadFull,
+    CircuitOpen,
+    RateLimited,
+    ResilienceError,
+    TimeoutExceeded,
+)
+from resilience._fallback import Fallback
+from resilience._hedge import Hedge
+from resilience._observe import Event, Subscription, observe
+from resilience._retry import Retry
+from resilience._timeout import Timeout
+
+__all__ = [
+    "Bulkhead",
+    "BulkheadFull",
+    "BulkheadStatistics",
+    "CircuitOpen",
+    "Event",
+    "Fallback",
+    "Hedge",
+    "RateLimited",
+    "ResilienceError",
+    "Retry",
+    "Subscription",
+    "Timeout",
+    "TimeoutExceeded",
+    "backoff",
+    "observe",
+    "testing",
+]

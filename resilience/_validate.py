@@ -1,0 +1,85 @@
+"""Argument checks shared by the primitives: each error names the class and the argument.
+
+The helpers are attrs validators (``validator(instance, attribute, value)``) and converters,
+so a primitive declares its rules next to its fields.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+from typing import Any
+
+import attrs
+
+__all__ = [
+    "fail",
+    "non_negative_duration",
+    "optional_non_negative_duration",
+    "optional_positive_duration",
+    "positive_duration",
+    "positive_int",
+    "to_seconds",
+]
+
+
+def fail(instance: Any, name: str, message: str, exc: type[Exception] = ValueError) -> None:
+    """Raise ``exc`` with ``"<Class>: <name> <message>"``."""
+    raise exc(f"{type(instance).__name__}: {name} {message}")
+
+
+def to_seconds(value: Any) -> Any:
+    """attrs converter: a ``timedelta`` becomes float seconds; anything else passes through.
+
+    The validators then check type and range, so that the error can name the argument.
+    """
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return value
+
+
+def _check_number(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        fail(
+            instance,
+            attribute.name,
+            f"must be a number of seconds or a timedelta, got {value!r}",
+            TypeError,
+        )
+    if math.isnan(value):
+        fail(instance, attribute.name, "must not be NaN")
+    return float(value)
+
+
+def non_negative_duration(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """A duration ``>= 0``."""
+    if _check_number(instance, attribute, value) < 0:
+        fail(instance, attribute.name, f"must be >= 0, got {value!r}")
+
+
+def positive_duration(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """A duration ``> 0``."""
+    if _check_number(instance, attribute, value) <= 0:
+        fail(instance, attribute.name, f"must be > 0, got {value!r}")
+
+
+def optional_non_negative_duration(
+    instance: Any, attribute: attrs.Attribute[Any], value: Any
+) -> None:
+    """``None`` or a duration ``>= 0``."""
+    if value is not None:
+        non_negative_duration(instance, attribute, value)
+
+
+def optional_positive_duration(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """``None`` or a duration ``> 0``."""
+    if value is not None:
+        positive_duration(instance, attribute, value)
+
+
+def positive_int(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """An ``int >= 1`` (``bool`` is refused)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        fail(instance, attribute.name, f"must be an int, got {value!r}", TypeError)
+    if value < 1:
+        fail(instance, attribute.name, f"must be >= 1, got {value!r}")
