@@ -9,6 +9,7 @@ bulkhead, cache, fallback and hedging. No framework; each is useful alone.
 
 from resilience import backoff, testing
 from resilience._bulkhead import Bulkhead, BulkheadStatistics
+from resilience._circuit import CircuitBreaker, CircuitState, CircuitStatistics, Window
 from resilience._errors import (
     BulkheadFull,
     CircuitOpen,
@@ -19,6 +20,7 @@ from resilience._errors import (
 from resilience._fallback import Fallback
 from resilience._hedge import Hedge
 from resilience._observe import Event, Subscription, observe
+from resilience._ratelimit import RateLimiter, RateLimiterStatistics
 from resilience._retry import Retry
 from resilience._timeout import Timeout
 
@@ -26,16 +28,22 @@ __all__ = [
     "Bulkhead",
     "BulkheadFull",
     "BulkheadStatistics",
+    "CircuitBreaker",
     "CircuitOpen",
+    "CircuitState",
+    "CircuitStatistics",
     "Event",
     "Fallback",
     "Hedge",
     "RateLimited",
+    "RateLimiter",
+    "RateLimiterStatistics",
     "ResilienceError",
     "Retry",
     "Subscription",
     "Timeout",
     "TimeoutExceeded",
+    "Window",
     "backoff",
     "observe",
     "testing",

@@ -36,7 +36,9 @@ class BulkheadStatistics:
     rejected: int
 
 
-@attrs.define(eq=False, kw_only=True)
+# on_setattr=NO_OP: attrs' validate-on-assignment hook costs ~0.7 µs per attribute write,
+# and the hot path writes state on every call. Options are validated at construction only.
+@attrs.define(eq=False, kw_only=True, on_setattr=attrs.setters.NO_OP)
 class Bulkhead:
     """Limit concurrency: ``max_concurrent`` calls inside, ``max_queued`` waiting (FIFO).
 
