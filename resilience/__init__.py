@@ -9,6 +9,7 @@ bulkhead, cache, fallback and hedging. No framework; each is useful alone.
 
 from resilience import backoff, testing
 from resilience._bulkhead import Bulkhead, BulkheadStatistics
+from resilience._cache import Cache, CacheStatistics
 from resilience._circuit import CircuitBreaker, CircuitState, CircuitStatistics, Window
 from resilience._errors import (
     BulkheadFull,
@@ -28,6 +29,8 @@ __all__ = [
     "Bulkhead",
     "BulkheadFull",
     "BulkheadStatistics",
+    "Cache",
+    "CacheStatistics",
     "CircuitBreaker",
     "CircuitOpen",
     "CircuitState",
