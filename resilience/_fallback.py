@@ -69,10 +69,17 @@ class Fallback(Generic[T]):
         try:
             return await fn(*args, **kwargs)
         except Exception as exc:
-            if not self._matches(exc):
-                raise
-            if _observe.listeners:
-                _observe.emit("fallback.used", self.name, error=exc)
-            if self.handler is not None:
-                return await self.handler(exc, *args, **kwargs)
-            return self.value  # type: ignore[return-value]
+            return await self.recover(exc, *args, **kwargs)
+
+    async def recover(self, exc: Exception, /, *args: Any, **kwargs: Any) -> T:
+        """The fallback for ``exc`` raised by a call with ``args``/``kwargs``.
+
+        Re-raises ``exc`` when ``on`` does not select it. A checkpoint only if the handler is.
+        """
+        if not self._matches(exc):
+            raise exc
+        if _observe.listeners:
+            _observe.emit("fallback.used", self.name, error=exc)
+        if self.handler is not None:
+            return await self.handler(exc, *args, **kwargs)
+        return self.value  # type: ignore[return-value]
