@@ -1,8 +1,47 @@
-"""Composition of resilience primitives into middleware pipelines.
+"""Composition: middleware pipelines around any ``async def``, and the resilience
+primitives as middleware.
 
-This package will hold the ``Middleware`` protocol, pipelines composed once,
-``@apply`` for any ``async def``, adapters that turn each ``resilience`` primitive into
-middleware, and observation middleware. It imports ``resilience`` and never ``kernel``.
+    import middleware as mw
+
+    @mw.apply(mw.timeout(5.0), mw.retry(attempts=3), mw.circuit_breaker(failure_threshold=5))
+    async def fetch(url: str) -> bytes: ...
+
+The first middleware listed is the outermost. Pipelines are composed once, when a function
+is wrapped, never per call. This package imports ``resilience`` and never ``kernel``.
 """
 
-__all__: list[str] = []
+from middleware._adapter import Adapter
+from middleware._adapters import (
+    bulkhead,
+    cache,
+    circuit_breaker,
+    fallback,
+    hedge,
+    rate_limit,
+    retry,
+    timeout,
+)
+from middleware._call import Call, Middleware, Next
+from middleware._pipeline import Bound, Factory, Pipeline, apply
+from middleware._registry import Registry, registry
+
+__all__ = [
+    "Adapter",
+    "Bound",
+    "Call",
+    "Factory",
+    "Middleware",
+    "Next",
+    "Pipeline",
+    "Registry",
+    "apply",
+    "bulkhead",
+    "cache",
+    "circuit_breaker",
+    "fallback",
+    "hedge",
+    "rate_limit",
+    "registry",
+    "retry",
+    "timeout",
+]

@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import re
-import runpy
 import subprocess
 import sys
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "flaky_upstream.py"
-
-
-def _load() -> dict[str, Any]:
-    return runpy.run_path(str(EXAMPLE), run_name="flaky_upstream")
+from tests.examples.conftest import EXAMPLES
 
 
 def _number(pattern: str, text: str) -> int:
@@ -24,8 +17,10 @@ def _number(pattern: str, text: str) -> int:
     return int(match.group(1))
 
 
-async def test_every_scene_reports_what_its_primitive_did(autojump_clock, capsys) -> None:
-    await _load()["main"]()
+async def test_every_scene_reports_what_its_primitive_did(
+    autojump_clock, capsys, load_example
+) -> None:
+    await load_example("flaky_upstream")["main"]()
     out = capsys.readouterr().out
     # 1. retries and timeouts happened, and most lookups succeeded in the end
     assert _number(r"(\d+) retries", out) > 0
@@ -51,7 +46,11 @@ async def test_every_scene_reports_what_its_primitive_did(autojump_clock, capsys
 @pytest.mark.slow
 def test_runs_as_a_program_in_real_time() -> None:
     done = subprocess.run(
-        [sys.executable, str(EXAMPLE)], capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, str(EXAMPLES / "flaky_upstream.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     assert "6. Hedge" in done.stdout

@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+import runpy
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+@pytest.fixture
+def load_example() -> Callable[[str], dict[str, Any]]:
+    """The globals of ``examples/<name>.py``, loaded without running its ``__main__`` block."""
+
+    def load(name: str) -> dict[str, Any]:
+        return runpy.run_path(str(EXAMPLES / f"{name}.py"), run_name=name)
+
+    return load
