@@ -11,7 +11,13 @@ import trio
 
 from resilience import _observe
 from resilience._errors import BulkheadFull
-from resilience._validate import fail, optional_non_negative_duration, positive_int, to_seconds
+from resilience._validate import (
+    fail,
+    optional_name,
+    optional_non_negative_duration,
+    positive_int,
+    to_seconds,
+)
 
 __all__ = ["Bulkhead", "BulkheadStatistics"]
 
@@ -53,7 +59,7 @@ class Bulkhead:
     queue_timeout: float | None = attrs.field(
         default=None, converter=to_seconds, validator=optional_non_negative_duration
     )
-    name: str | None = None
+    name: str | None = attrs.field(default=None, validator=optional_name)
 
     _active: int = attrs.field(default=0, init=False)
     _rejected: int = attrs.field(default=0, init=False)

@@ -15,8 +15,9 @@ from trio import current_time
 from resilience._observe import emit
 from resilience._observe import listeners as _listeners
 from resilience._validate import (
-    fail,
+    is_bool,
     non_negative_duration,
+    optional_name,
     positive_duration,
     positive_int,
     to_seconds,
@@ -29,16 +30,6 @@ T = TypeVar("T")
 
 #: (value, fresh until, stale until)
 _Entry = tuple[Any, float, float]
-
-
-def _is_bool(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if not isinstance(value, bool):
-        fail(instance, attribute.name, f"must be a bool, got {value!r}", TypeError)
-
-
-def _is_name(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None and not isinstance(value, str):
-        fail(instance, attribute.name, f"must be a str or None, got {value!r}", TypeError)
 
 
 @attrs.frozen
@@ -112,9 +103,9 @@ class Cache:
     stale_ttl: float = attrs.field(
         default=0.0, converter=to_seconds, validator=non_negative_duration, kw_only=True
     )
-    single_flight: bool = attrs.field(default=True, validator=_is_bool, kw_only=True)
-    cache_none: bool = attrs.field(default=True, validator=_is_bool, kw_only=True)
-    name: str | None = attrs.field(default=None, validator=_is_name, kw_only=True)
+    single_flight: bool = attrs.field(default=True, validator=is_bool, kw_only=True)
+    cache_none: bool = attrs.field(default=True, validator=is_bool, kw_only=True)
+    name: str | None = attrs.field(default=None, validator=optional_name, kw_only=True)
 
     _entries: OrderedDict[Hashable, _Entry] = attrs.field(
         init=False, factory=OrderedDict, repr=False

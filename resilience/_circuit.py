@@ -46,6 +46,8 @@ from resilience._errors import CircuitOpen
 from resilience._validate import (
     fail,
     non_negative_duration,
+    optional_callable,
+    optional_name,
     optional_positive_duration,
     positive_int,
     to_seconds,
@@ -128,32 +130,12 @@ def _reset_timeout(instance: Any, attribute: attrs.Attribute[Any], value: Any) -
         non_negative_duration(instance, attribute, value)
 
 
-def _optional_callable(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None and not callable(value):
-        fail(
-            instance,
-            attribute.alias or attribute.name,
-            f"must be callable or None, got {value!r}",
-            TypeError,
-        )
-
-
 def _optional_window(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is not None and not isinstance(value, Window):
         fail(
             instance,
             attribute.alias or attribute.name,
             f"must be Window.count(n), Window.time(seconds) or None, got {value!r}",
-            TypeError,
-        )
-
-
-def _optional_str(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None and not isinstance(value, str):
-        fail(
-            instance,
-            attribute.alias or attribute.name,
-            f"must be a str or None, got {value!r}",
             TypeError,
         )
 
@@ -199,9 +181,9 @@ class CircuitBreaker:
     )
     slow_call_ratio: float | None = attrs.field(default=None, validator=_optional_ratio)
     is_failure: Callable[[Exception], bool] | None = attrs.field(
-        default=None, validator=_optional_callable
+        default=None, validator=optional_callable()
     )
-    name: str | None = attrs.field(default=None, validator=_optional_str)
+    name: str | None = attrs.field(default=None, validator=optional_name)
 
     # True exactly when closed, in consecutive mode, without slow-call detection: `call`
     # then runs its allocation-free path.

@@ -10,7 +10,7 @@ import attrs
 
 from resilience import _observe
 from resilience._failures import ExceptionTypes, check_on, matcher
-from resilience._validate import fail
+from resilience._validate import fail, optional_callable, optional_name
 
 __all__ = ["Fallback"]
 
@@ -25,16 +25,6 @@ class _Unset(Enum):
 _UNSET: Final = _Unset.UNSET
 
 
-def _check_handler(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None and not callable(value):
-        fail(
-            instance,
-            "handler",
-            f"must be an async callable (exc, *args, **kwargs), got {value!r}",
-            TypeError,
-        )
-
-
 @attrs.define(eq=False, kw_only=True)
 class Fallback(Generic[T]):
     """On a failure selected by ``on``, return ``value`` or ``await handler(exc, *args, **kwargs)``.
@@ -46,12 +36,12 @@ class Fallback(Generic[T]):
 
     value: T | Literal[_Unset.UNSET] = _UNSET
     handler: Callable[..., Awaitable[T]] | None = attrs.field(
-        default=None, validator=_check_handler
+        default=None, validator=optional_callable("an async callable (exc, *args, **kwargs)")
     )
     on: ExceptionTypes | Callable[[Exception], bool] = attrs.field(
         default=Exception, validator=check_on
     )
-    name: str | None = None
+    name: str | None = attrs.field(default=None, validator=optional_name)
 
     _matches: Callable[[Exception], bool] = attrs.field(init=False)
 

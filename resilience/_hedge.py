@@ -9,7 +9,7 @@ import attrs
 import trio
 
 from resilience import _observe
-from resilience._validate import non_negative_duration, positive_int, to_seconds
+from resilience._validate import non_negative_duration, optional_name, positive_int, to_seconds
 
 __all__ = ["Hedge"]
 
@@ -39,7 +39,7 @@ class Hedge:
 
     delay: float = attrs.field(converter=to_seconds, validator=non_negative_duration)
     max_attempts: int = attrs.field(default=2, validator=positive_int)
-    name: str | None = None
+    name: str | None = attrs.field(default=None, validator=optional_name)
 
     async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run hedged attempts of ``fn(*args, **kwargs)`` and return the first success.

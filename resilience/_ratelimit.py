@@ -20,6 +20,7 @@ from resilience._ratelimit_algorithms import (
 )
 from resilience._validate import (
     fail,
+    optional_name,
     optional_non_negative_duration,
     positive_duration,
     positive_int,
@@ -60,11 +61,6 @@ def _algorithm(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> No
     if value not in _ALGORITHMS:
         choices = ", ".join(repr(name) for name in _ALGORITHMS)
         fail(instance, attribute.name, f"must be one of {choices}, got {value!r}")
-
-
-def _optional_name(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None and not isinstance(value, str):
-        fail(instance, attribute.name, f"must be a str or None, got {value!r}", TypeError)
 
 
 @attrs.frozen
@@ -126,7 +122,7 @@ class RateLimiter:
         default=None, converter=to_seconds, validator=optional_non_negative_duration
     )
     max_keys: int = attrs.field(default=10_000, validator=positive_int)
-    name: str | None = attrs.field(default=None, validator=_optional_name)
+    name: str | None = attrs.field(default=None, validator=optional_name)
 
     _spec: BucketSpec | WindowSpec = attrs.field(init=False, repr=False)
     _max_cost: int = attrs.field(init=False, repr=False)

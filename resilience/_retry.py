@@ -20,7 +20,13 @@ from tenacity.stop import stop_base
 
 from resilience import _observe
 from resilience._failures import check_on, matcher
-from resilience._validate import fail, optional_non_negative_duration, to_seconds
+from resilience._validate import (
+    fail,
+    optional_callable,
+    optional_name,
+    optional_non_negative_duration,
+    to_seconds,
+)
 from resilience.backoff import exponential
 
 __all__ = ["Retry", "fast_mode"]
@@ -61,25 +67,8 @@ def _check_wait(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> N
         )
 
 
-def _check_stop(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None and not callable(value):
-        fail(
-            instance, "stop", f"must be a tenacity stop_* object or None, got {value!r}", TypeError
-        )
-
-
 def _check_on(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     check_on(instance, attribute, value, other=" or a tenacity retry_* object")
-
-
-def _check_retry_after(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None and not callable(value):
-        fail(
-            instance,
-            "retry_after",
-            f"must be a callable (exc) -> seconds | None, got {value!r}",
-            TypeError,
-        )
 
 
 @attrs.define(eq=False, kw_only=True)
@@ -105,14 +94,16 @@ class Retry:
     attempts: int | None = attrs.field(default=3, validator=_check_attempts)
     wait: WaitStrategy = attrs.field(factory=exponential, validator=_check_wait)
     on: RetryOn = attrs.field(default=Exception, validator=_check_on)
-    stop: stop_base | None = attrs.field(default=None, validator=_check_stop)
+    stop: stop_base | None = attrs.field(
+        default=None, validator=optional_callable("a tenacity stop_* object")
+    )
     timeout: float | None = attrs.field(
         default=None, converter=to_seconds, validator=optional_non_negative_duration
     )
     retry_after: Callable[[Exception], float | None] | None = attrs.field(
-        default=None, validator=_check_retry_after
+        default=None, validator=optional_callable("a callable (exc) -> seconds | None")
     )
-    name: str | None = None
+    name: str | None = attrs.field(default=None, validator=optional_name)
 
     _timed: bool = attrs.field(init=False)
     _matches: Callable[[Exception], bool] | None = attrs.field(init=False)

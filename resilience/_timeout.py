@@ -10,7 +10,7 @@ import trio
 
 from resilience import _observe
 from resilience._errors import TimeoutExceeded
-from resilience._validate import non_negative_duration, to_seconds
+from resilience._validate import non_negative_duration, optional_name, to_seconds
 
 __all__ = ["Timeout"]
 
@@ -26,7 +26,7 @@ class Timeout:
     """
 
     seconds: float = attrs.field(converter=to_seconds, validator=non_negative_duration)
-    name: str | None = attrs.field(default=None, kw_only=True)
+    name: str | None = attrs.field(default=None, kw_only=True, validator=optional_name)
 
     async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Await ``fn(*args, **kwargs)`` inside a cancel scope with this deadline.

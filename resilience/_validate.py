@@ -7,6 +7,7 @@ so a primitive declares its rules next to its fields.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -14,7 +15,10 @@ import attrs
 
 __all__ = [
     "fail",
+    "is_bool",
     "non_negative_duration",
+    "optional_callable",
+    "optional_name",
     "optional_non_negative_duration",
     "optional_positive_duration",
     "positive_duration",
@@ -83,3 +87,28 @@ def positive_int(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> 
         fail(instance, attribute.name, f"must be an int, got {value!r}", TypeError)
     if value < 1:
         fail(instance, attribute.name, f"must be >= 1, got {value!r}")
+
+
+Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
+
+
+def optional_name(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """``None`` or a ``str`` (the ``name=`` that labels a primitive's events)."""
+    if value is not None and not isinstance(value, str):
+        fail(instance, attribute.name, f"must be a str or None, got {value!r}", TypeError)
+
+
+def is_bool(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """A ``bool`` (``1`` and ``"yes"`` are refused)."""
+    if not isinstance(value, bool):
+        fail(instance, attribute.name, f"must be a bool, got {value!r}", TypeError)
+
+
+def optional_callable(what: str = "callable") -> Validator:
+    """A validator for ``None`` or a callable; the error says it must be ``what``."""
+
+    def check(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if value is not None and not callable(value):
+            fail(instance, attribute.name, f"must be {what} or None, got {value!r}", TypeError)
+
+    return check
