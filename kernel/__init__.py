@@ -1,9 +1,84 @@
-"""The trio-runner runtime.
+"""The trio-runner runtime: resources scoped by trio nurseries, tasks with injected
+dependencies and middleware, events and hooks, and a dependency graph validated before
+anything starts.
 
-This package will hold resources scoped by trio nurseries, tasks with injected
-dependencies and middleware, events and hooks, the validated dependency graph, logging,
-health, graceful shutdown, HTTP exposure and durable workflows. It imports
-``middleware`` and ``resilience``, never the other way round.
+    import kernel
+
+This package imports ``middleware`` and ``resilience``, never the other way round.
 """
 
-__all__: list[str] = []
+from kernel import events
+from kernel._builtins import logger
+from kernel._definitions import (
+    App,
+    Event,
+    Hook,
+    Optional,
+    Override,
+    Resource,
+    Tag,
+    TagUse,
+    Task,
+    event,
+    hook,
+    optional,
+    override,
+    resource,
+    tag,
+    task,
+)
+from kernel._errors import (
+    CircularDependencyError,
+    ConfigError,
+    DefinitionError,
+    DuplicateIdError,
+    EmissionCycleError,
+    GraphError,
+    KernelError,
+    MissingDependencyError,
+    ResourceInitError,
+    UnknownEventError,
+)
+from kernel._events import Emission, EmitReport
+from kernel._graph import Graph, Node, dry_run
+from kernel._runtime import Runtime, run
+from kernel._scope import Scope
+
+__all__ = [
+    "App",
+    "CircularDependencyError",
+    "ConfigError",
+    "DefinitionError",
+    "DuplicateIdError",
+    "Emission",
+    "EmissionCycleError",
+    "EmitReport",
+    "Event",
+    "Graph",
+    "GraphError",
+    "Hook",
+    "KernelError",
+    "MissingDependencyError",
+    "Node",
+    "Optional",
+    "Override",
+    "Resource",
+    "ResourceInitError",
+    "Runtime",
+    "Scope",
+    "Tag",
+    "TagUse",
+    "Task",
+    "UnknownEventError",
+    "dry_run",
+    "event",
+    "events",
+    "hook",
+    "logger",
+    "optional",
+    "override",
+    "resource",
+    "run",
+    "tag",
+    "task",
+]

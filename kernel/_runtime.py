@@ -1,0 +1,405 @@
+"""`run`: start an app, hand out a `Runtime`, and dispose everything on the way out.
+
+Lifetimes are nested trio nurseries. Resources are initialised in the graph's order, each
+after opening its own nursery (its ``scope.nursery``) on one `AsyncExitStack`; leaving the
+stack disposes them in exactly the reverse order, each after its background work is
+cancelled. The body of ``async with run(app)`` runs inside all of them, so a crash of any
+background task cancels it and propagates, as a trio child's crash does.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from types import TracebackType
+from typing import Any, Literal, TypeVar
+
+import trio
+from loguru import logger as _loguru
+
+import middleware as mw
+from kernel._builtins import LOGGER_ID, disposed, disposing, ready
+from kernel._config import structure
+from kernel._definitions import App, Event, Hook, Resource, Tag, Task
+from kernel._errors import ConfigError, KernelError, ResourceInitError
+from kernel._events import EmitReport, EventBus, HookBinding
+from kernel._graph import Graph, Node, build_graph
+from kernel._scope import Scope
+
+__all__ = ["Runtime", "run"]
+
+FailureMode = Literal["fail_fast", "aggregate"]
+
+
+D = TypeVar("D")
+
+
+def _definition(node: Node, kind: type[D]) -> D:
+    """``node.definition``, which the graph guarantees to be a ``kind``."""
+    definition = node.definition
+    assert isinstance(definition, kind), (node.id, node.kind)
+    return definition
+
+
+def _binding(runtime: Runtime, index: int, node: Node) -> HookBinding:
+    hook = _definition(node, Hook)
+    listens = None if hook.on == "*" else frozenset(event.id for event in hook.on)
+    return HookBinding(
+        id=node.id, order=hook.order, index=index, listens=listens, call=_LazyHook(runtime, node)
+    )
+
+
+class _LazyHook:
+    """A hook's call: resolves the hook's deps on first use, then calls straight through."""
+
+    __slots__ = ("_call", "_node", "_runtime")
+
+    def __init__(self, runtime: Runtime, node: Node) -> None:
+        self._runtime = runtime
+        self._node = node
+        self._call: Callable[[Any], Awaitable[Any]] | None = None
+
+    def __call__(self, emission: Any) -> Awaitable[Any]:
+        call = self._call
+        if call is None:
+            deps = self._runtime._resolve(self._node)
+            fn = _definition(self._node, Hook).fn
+            call = self._call = functools.partial(fn, **deps) if deps else fn
+        return call(emission)
+
+
+class Runtime:
+    """A running app: run tasks, emit events, read resources.
+
+    Obtained from ``async with kernel.run(app) as rt:``.
+    """
+
+    def __init__(self, graph: Graph, middleware: Iterable[object] = ()) -> None:
+        self._graph = graph
+        self._policy = mw.Pipeline(middleware)
+        self._values: dict[str, Any] = {}
+        self._runners: dict[str, Callable[..., Awaitable[Any]]] = {}
+        self._dispose_errors: list[Exception] = []
+        self._stack: AsyncExitStack | None = None
+        self._closed = False
+        self._bus = EventBus(
+            (_definition(node, Event) for node in graph.events()),
+            (_binding(self, index, node) for index, node in enumerate(graph.hooks())),
+        )
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def graph(self) -> Graph:
+        """The validated graph of the app."""
+        return self._graph
+
+    async def run_task(self, task: Task, /, *args: Any, **kwargs: Any) -> Any:
+        """Run ``task`` through its middleware pipeline with its deps injected.
+
+        A checkpoint whenever the task is. The task's exception propagates (and is logged
+        with the task id as source); cancellation propagates.
+        """
+        try:
+            runner = self._runners[task.id]
+        except KeyError:
+            runner = self._runner_for(task)
+        try:
+            return await runner(*args, **kwargs)
+        except Exception as exc:
+            _loguru.bind(source=task.id).opt(exception=exc).error("task failed: {}", exc)
+            raise
+
+    async def emit(
+        self,
+        event: Event,
+        payload: Any = None,
+        *,
+        failure_mode: FailureMode = "fail_fast",
+        report: bool = False,
+    ) -> EmitReport | None:
+        """Emit ``event``: its hooks (and ``"*"`` hooks) run in order; see `kernel.Emission`.
+
+        ``failure_mode="aggregate"`` runs every hook and raises an ExceptionGroup of the
+        failures; ``report=True`` returns who ran, who failed and who stopped propagation.
+        """
+        return await self._bus.emit(
+            event, payload, source=None, failure_mode=failure_mode, report=report
+        )
+
+    def resource(self, resource: Resource | App) -> Any:
+        """The value of a started resource (or the deps dict of an App)."""
+        try:
+            return self._values[resource.id]
+        except KeyError:
+            if resource.id in self._graph.nodes:
+                raise KernelError(f"resource {resource.id!r} is not started") from None
+            raise KernelError(f"resource {resource.id!r} is not registered in this app") from None
+
+    def find(self, tag: Tag) -> list[tuple[Any, Any]]:
+        """The definitions carrying ``tag``, each with its tag config."""
+        return [(node.definition, config) for node, config in self._graph.find(tag)]
+
+    async def dispose(self) -> None:
+        """Dispose every resource now, in reverse dependency order.
+
+        Call it from the task that entered ``kernel.run``, outside any cancel scope opened
+        since; leaving the ``async with`` afterwards does nothing more. Disposer errors are
+        raised together as an ExceptionGroup.
+        """
+        if self._stack is None:
+            return
+        stack, self._stack = self._stack, None
+        await stack.aclose()
+        self._raise_dispose_errors()
+
+    # ------------------------------------------------------------------ resolution
+
+    def _resolve(self, node: Node) -> dict[str, Any]:
+        return {keyword: self._dependency(node.id, target) for keyword, target in node.deps.items()}
+
+    def _dependency(self, dependent: str, target: Node | None) -> Any:
+        if target is None:
+            return None
+        if target.id == LOGGER_ID:
+            return _loguru.bind(source=dependent)
+        if target.kind in ("resource", "app"):
+            try:
+                return self._values[target.id]
+            except KeyError:
+                raise KernelError(
+                    f"{dependent!r} needs resource {target.id!r}, which is not started yet "
+                    "(an event emitted during init reaches only hooks whose deps are up)"
+                ) from None
+        if target.kind == "task":
+            return self._runners.get(target.id) or self._runner_for(_definition(target, Task))
+        return functools.partial(self._bus.emit, _definition(target, Event), source=dependent)
+
+    def _runner_for(self, task: Task) -> Callable[..., Awaitable[Any]]:
+        if self._closed:
+            raise KernelError(f"task {task.id!r}: the runtime is disposed")
+        try:
+            node = self._graph.nodes[task.id]
+        except KeyError:
+            raise KernelError(f"task {task.id!r} is not registered in this app") from None
+        if node.kind != "task":
+            raise KernelError(f"{task.id!r} is a {node.kind}, not a task")
+        definition = _definition(node, Task)
+        deps = self._resolve(node)
+        body: Callable[..., Awaitable[Any]] = (
+            functools.partial(definition.fn, **deps) if deps else definition.fn
+        )
+        if definition.input is not None or definition.result is not None:
+            body = _validating(definition, body)
+        pipeline = self._policy + definition.pipeline
+        runner = pipeline.wrap(body, target_id=definition.id) if len(pipeline) else body
+        self._runners[task.id] = runner
+        return runner
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def _start(self, stack: AsyncExitStack, parallel: bool) -> ResourceInitError | None:
+        """Initialise every resource; return the first init error instead of raising it."""
+        self._stack = stack
+        stack.push_async_callback(self._finish)
+        levels = self._graph.init_levels() if parallel else [[n] for n in self._graph.resources()]
+        for level in levels:
+            error = await self._start_level(stack, level)
+            if error is not None:
+                return error
+        for node in self._graph.tasks():
+            self._runner_for(_definition(node, Task))
+        stack.push_async_callback(self._begin_disposal)
+        await self._bus.emit(ready, source="kernel")
+        return None
+
+    async def _start_level(
+        self, stack: AsyncExitStack, level: list[Node]
+    ) -> ResourceInitError | None:
+        hosted: list[_Hosted] = []
+        for node in level:
+            opener = trio.open_nursery()
+            scope = Scope(node.id, await opener.__aenter__())
+            hosted.append(_Hosted(self, node, scope, opener))
+            stack.push_async_exit(hosted[-1].exit)
+
+        async def start(resource: _Hosted) -> None:
+            try:
+                resource.value, resource.generator = await self._init(resource.node, resource.scope)
+                resource.started = True
+            except Exception as exc:
+                resource.error = exc
+
+        if len(hosted) == 1:
+            await start(hosted[0])
+        else:
+            async with trio.open_nursery() as nursery:
+                for resource in hosted:
+                    nursery.start_soon(start, resource)
+        first_error: ResourceInitError | None = None
+        for resource in hosted:
+            if resource.started:
+                self._values[resource.node.id] = resource.value
+                continue
+            _loguru.bind(source=resource.node.id).opt(exception=resource.error).error(
+                "resource failed to initialise: {}", resource.error
+            )
+            if first_error is None:
+                first_error = ResourceInitError(resource.node.id)
+                first_error.__cause__ = resource.error
+        return first_error
+
+    async def _init(self, node: Node, scope: Scope) -> tuple[Any, AsyncGenerator[Any, None] | None]:
+        if node.kind == "app":
+            return self._resolve(node), None
+        definition = _definition(node, Resource)
+        kwargs = self._resolve(node)
+        if definition.wants_scope:
+            kwargs["scope"] = scope
+        args = (node.config,) if definition.config_type is not None else ()
+        if definition.is_generator:
+            generator = definition.fn(*args, **kwargs)
+            try:
+                value = await generator.__anext__()
+            except StopAsyncIteration:
+                raise KernelError(
+                    f"resource {node.id!r}: its generator ended without yielding a value"
+                ) from None
+            return value, generator
+        return await definition.fn(*args, **kwargs), None
+
+    async def _dispose(self, node: Node, generator: AsyncGenerator[Any, None] | None) -> None:
+        """Run the resource's dispose part, shielded from cancellation. Never raises."""
+        self._values.pop(node.id, None)
+        if generator is None:
+            return
+        with trio.CancelScope(shield=True):
+            try:
+                await generator.__anext__()
+            except StopAsyncIteration:
+                return
+            except Exception as exc:
+                _loguru.bind(source=node.id).opt(exception=exc).error(
+                    "resource failed to dispose: {}", exc
+                )
+                exc.add_note(f"while disposing resource {node.id!r}")
+                self._dispose_errors.append(exc)
+                return
+            await generator.aclose()
+            self._dispose_errors.append(
+                KernelError(f"resource {node.id!r}: its generator yielded more than once")
+            )
+
+    async def _begin_disposal(self) -> None:
+        self._closed = True
+        await self._emit_quietly(disposing)
+
+    async def _finish(self) -> None:
+        self._closed = True
+        self._runners.clear()
+        await self._emit_quietly(disposed)
+
+    async def _emit_quietly(self, event: Event) -> None:
+        with trio.CancelScope(shield=True):
+            try:
+                await self._bus.emit(event, source="kernel", failure_mode="aggregate")
+            except Exception as exc:
+                self._dispose_errors.append(exc)
+
+    def _raise_dispose_errors(self) -> None:
+        errors, self._dispose_errors = self._dispose_errors, []
+        if errors:
+            raise ExceptionGroup(f"{len(errors)} error(s) while disposing the app", errors)
+
+
+class _Hosted:
+    """One resource's nursery and lifetime, as pushed on the runtime's exit stack."""
+
+    __slots__ = ("error", "generator", "node", "opener", "runtime", "scope", "started", "value")
+
+    def __init__(
+        self, runtime: Runtime, node: Node, scope: Scope, opener: AbstractAsyncContextManager[Any]
+    ) -> None:
+        self.runtime = runtime
+        self.node = node
+        self.scope = scope
+        self.opener = opener
+        self.started = False
+        self.value: Any = None
+        self.generator: AsyncGenerator[Any, None] | None = None
+        self.error: Exception | None = None
+
+    async def exit(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        """Cancel the background work, wait for it to end, then dispose the resource."""
+        self.scope.nursery.cancel_scope.cancel()
+        try:
+            return await self.opener.__aexit__(exc_type, exc, tb)
+        finally:
+            if self.started:
+                await self.runtime._dispose(self.node, self.generator)
+
+
+def _validating(task: Task, body: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    owner = f"task {task.id!r}"
+
+    async def validated(*args: Any, **kwargs: Any) -> Any:
+        if task.input is not None:
+            if len(args) == 1 and not kwargs:
+                raw = args[0]
+            elif not args:
+                raw = kwargs
+            else:
+                raise ConfigError(
+                    owner, ["input: pass one value (an instance or a dict), or its fields"]
+                )
+            result = await body(structure(raw, task.input, owner=owner, path="input"))
+        else:
+            result = await body(*args, **kwargs)
+        if task.result is not None:
+            return structure(result, task.result, owner=owner, path="result")
+        return result
+
+    return validated
+
+
+@asynccontextmanager
+async def run(
+    app: App, *, parallel_init: bool = False, middleware: Iterable[object] = ()
+) -> AsyncIterator[Runtime]:
+    """Start ``app`` and yield its `Runtime`; dispose everything on the way out.
+
+    The graph is validated first (nothing starts if it is invalid). Resources start in
+    dependency order, each in its own nursery scope; with ``parallel_init=True``
+    independent resources start concurrently. ``middleware`` is an app-level policy put in
+    front of (outside) every task's own middleware. If a resource fails to start, those
+    already up are disposed in reverse order and `ResourceInitError` is raised with the
+    cause chained. On exit — normal, by exception or by cancellation — ``disposing`` is
+    emitted, every resource is disposed in reverse dependency order (each disposer runs even
+    if others fail, shielded from cancellation), then ``disposed``; disposer errors are raised
+    as one ExceptionGroup (or, when the body raised, logged and noted on its exception).
+    """
+    runtime = Runtime(build_graph(app), middleware)
+    body_error: Exception | None = None
+    init_error: ResourceInitError | None = None
+    async with AsyncExitStack() as stack:
+        init_error = await runtime._start(stack, parallel_init)
+        if init_error is None:
+            try:
+                yield runtime
+            except Exception as exc:
+                # Kept out of the nurseries, so it comes out as itself, not in a group.
+                body_error = exc
+        runtime._stack = None  # leaving the block disposes (a no-op after rt.dispose())
+    failure = init_error or body_error
+    if failure is not None:
+        for error in runtime._dispose_errors:
+            failure.add_note(f"also, while disposing: {type(error).__name__}: {error}")
+        runtime._dispose_errors.clear()
+        raise failure
+    runtime._raise_dispose_errors()
