@@ -107,6 +107,10 @@ class Runtime:
             runner = self._runner_for(task)
         try:
             return await runner(*args, **kwargs)
+        except ConfigError as exc:
+            # The caller's input did not fit: worth a line, not a traceback.
+            _loguru.bind(source=task.id).warning("task input rejected: {}", exc)
+            raise
         except Exception as exc:
             _loguru.bind(source=task.id).opt(exception=exc).error("task failed: {}", exc)
             raise
@@ -190,10 +194,11 @@ class Runtime:
         body: Callable[..., Awaitable[Any]] = (
             functools.partial(definition.fn, **deps) if deps else definition.fn
         )
-        if definition.input is not None or definition.result is not None:
-            body = _validating(definition, body)
         pipeline = self._policy + definition.pipeline
         runner = pipeline.wrap(body, target_id=definition.id) if len(pipeline) else body
+        if definition.input is not None or definition.result is not None:
+            # At the edge, outside the middleware: a bad input is not worth a retry.
+            runner = _validating(definition, runner)
         self._runners[task.id] = runner
         return runner
 

@@ -545,3 +545,32 @@ async def test_input_without_result_and_result_without_input() -> None:
     async with run(kernel.App("app", register=[echo, make])) as rt:
         assert await rt.run_task(echo, {"x": 3}) == 3
         assert await rt.run_task(make, 4) == Point(4)
+
+
+async def test_bad_input_is_refused_before_the_middleware_and_logged_briefly() -> None:
+    @attrs.frozen
+    class Item:
+        quantity: int = attrs.field(validator=attrs.validators.gt(0))
+
+    attempts: list[int] = []
+
+    async def count(call: mw.Call, next: mw.Next) -> Any:
+        attempts.append(1)
+        return await next(call)
+
+    @kernel.task("buy", input=Item, middleware=[count, mw.retry(attempts=3)])
+    async def buy(item: Item) -> int:
+        return item.quantity
+
+    records: list[Any] = []
+    sink = logger.add(lambda m: records.append(m.record), level="WARNING")
+    try:
+        async with run(kernel.App("app", register=[buy])) as rt:
+            with pytest.raises(kernel.ConfigError):
+                await rt.run_task(buy, {"quantity": 0})
+            assert await rt.run_task(buy, {"quantity": 2}) == 2
+    finally:
+        logger.remove(sink)
+    assert attempts == [1]  # only the valid call entered the pipeline
+    assert [(r["level"].name, r["exception"]) for r in records] == [("WARNING", None)]
+    assert "task input rejected: task 'buy': input: 'quantity' must be > 0" in records[0]["message"]
