@@ -147,16 +147,18 @@ class Resource:
     config: Any = UNSET
     tags: tuple[TagUse, ...] = ()
     health: Callable[[Any], Awaitable[None]] | None = None
-
-    @property
-    def is_generator(self) -> bool:
-        """Whether ``fn`` is an async generator (so the resource has a dispose part)."""
-        return inspect.isasyncgenfunction(self.fn)
-
-    @property
-    def wants_scope(self) -> bool:
-        """Whether ``fn`` takes a ``scope`` parameter."""
-        return "scope" in inspect.signature(self.fn).parameters
+    #: Whether ``fn`` is an async generator (so the resource has a dispose part).
+    is_generator: bool = attrs.field(
+        init=False,
+        default=attrs.Factory(lambda self: inspect.isasyncgenfunction(self.fn), takes_self=True),
+    )
+    #: Whether ``fn`` takes a ``scope`` parameter (and so gets a nursery of its own).
+    wants_scope: bool = attrs.field(
+        init=False,
+        default=attrs.Factory(
+            lambda self: "scope" in inspect.signature(self.fn).parameters, takes_self=True
+        ),
+    )
 
     def with_config(self, value: Any) -> Resource:
         """A copy carrying ``value`` as its config, for registration.
