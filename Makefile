@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: test run lint types pytest clean
+.PHONY: test run bench lint types pytest clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 types: $(STAMP)
-	$(BIN)/mypy resilience middleware kernel examples
+	$(BIN)/mypy resilience middleware kernel examples bench
 
 pytest: $(STAMP)
 	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=95
@@ -28,6 +28,11 @@ pytest: $(STAMP)
 ## make run: the example program.
 run: $(STAMP)
 	$(BIN)/python examples/flaky_upstream.py
+
+## make bench: every scenario, ours beside the peers and BlueLibs Runner (npm ci on first use);
+## prints the table, writes bench/results/latest.json and latest.png.
+bench: $(STAMP)
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .coverage htmlcov

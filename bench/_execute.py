@@ -1,0 +1,177 @@
+"""Run a selection of scenarios: the Python ones in ONE ``trio.run``, their repetitions
+interleaved (see `measure_all`), then the anchor.
+
+`select` adds the baselines the chosen scenarios need; `execute` returns `Results`, which
+knows each scenario's per-call median and its overhead over its baseline.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from typing import Any, Literal
+
+import attrs
+import trio
+
+from bench._scenario import Scenario
+from bench._timing import Loop, Settings, Stats, measure_all
+from bench.anchors.runner import PREFIX as ANCHOR_PREFIX
+from bench.anchors.runner import AnchorReport, run_anchor
+
+Status = Literal["ok", "unavailable", "error"]
+Measure = Literal["per_call", "overhead"]
+Log = Callable[[str], None]
+
+
+@attrs.frozen(kw_only=True)
+class Measurement:
+    """The outcome of one scenario: statistics, or why there are none."""
+
+    scenario: Scenario
+    status: Status
+    stats: Stats | None = None
+    reason: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Results:
+    """Every measurement of a run, in table order, and the anchor's report (if it ran)."""
+
+    measurements: tuple[Measurement, ...]
+    anchor: AnchorReport | None = None
+
+    def get(self, scenario_id: str) -> Measurement | None:
+        """The measurement of ``scenario_id``, or ``None`` if it was not selected."""
+        for m in self.measurements:
+            if m.scenario.id == scenario_id:
+                return m
+        return None
+
+    def per_call(self, scenario_id: str) -> float | None:
+        """Median ns per call, or ``None`` when not measured."""
+        m = self.get(scenario_id)
+        return None if m is None or m.stats is None else m.stats.median_ns
+
+    def overhead(self, scenario_id: str) -> float | None:
+        """Median minus its baseline's median (ns); ``None`` without both, or no baseline."""
+        m = self.get(scenario_id)
+        if m is None or m.scenario.baseline is None:
+            return None
+        value, base = self.per_call(scenario_id), self.per_call(m.scenario.baseline)
+        return None if value is None or base is None else value - base
+
+    def value(self, scenario_id: str, measure: Measure) -> float | None:
+        """`per_call` or `overhead`, by name."""
+        if measure == "per_call":
+            return self.per_call(scenario_id)
+        return self.overhead(scenario_id)
+
+    def fatal(self) -> list[Measurement]:
+        """Errors of scenarios that must work (everything not marked ``may_fail``)."""
+        return [m for m in self.measurements if m.status == "error" and not m.scenario.may_fail]
+
+
+def matches(scenario: Scenario, pattern: str) -> bool:
+    """Whether ``pattern`` (a glob on the id, or a case-insensitive substring of the id or
+    label) selects ``scenario``."""
+    if fnmatch.fnmatchcase(scenario.id, pattern):
+        return True
+    needle = pattern.lower()
+    return needle in scenario.id.lower() or needle in scenario.label.lower()
+
+
+def select(registry: Sequence[Scenario], pattern: str | None) -> list[Scenario]:
+    """The scenarios ``pattern`` selects (all when ``None``), plus their baselines."""
+    if pattern is None:
+        return list(registry)
+    chosen = {s.id for s in registry if matches(s, pattern)}
+    if not chosen:
+        return []
+    chosen |= {s.baseline for s in registry if s.id in chosen and s.baseline is not None}
+    return [s for s in registry if s.id in chosen]
+
+
+def _error(scenario: Scenario, exc: Exception, log: Log) -> Measurement:
+    reason = f"{type(exc).__name__}: {exc}"
+    log(f"  {scenario.id} failed: {reason}")
+    return Measurement(scenario=scenario, status="error", reason=reason)
+
+
+def _teardown(
+    scenario: Scenario,
+    manager: AbstractAsyncContextManager[Loop],
+    outcomes: dict[str, Measurement],
+    log: Log,
+) -> Callable[..., Awaitable[bool | None]]:
+    async def exit_(*exc_info: Any) -> bool | None:
+        try:
+            return await manager.__aexit__(*exc_info)
+        except Exception as exc:
+            outcomes[scenario.id] = _error(scenario, exc, log)
+            return False
+
+    return exit_
+
+
+async def _measure_python(
+    scenarios: Sequence[Scenario], settings: Settings, log: Log
+) -> list[Measurement]:
+    """Enter every setup, measure all loops interleaved, then tear the setups down."""
+    outcomes: dict[str, Measurement] = {}
+    async with AsyncExitStack() as stack:
+        loops: dict[str, Loop] = {}
+        for s in scenarios:
+            if s.setup is None:
+                outcomes[s.id] = Measurement(scenario=s, status="unavailable", reason=s.unavailable)
+                continue
+            manager = s.setup()
+            try:
+                loops[s.id] = await manager.__aenter__()
+            except Exception as exc:
+                outcomes[s.id] = _error(s, exc, log)
+                continue
+            stack.push_async_exit(_teardown(s, manager, outcomes, log))
+        by_id = {s.id: s for s in scenarios}
+        for key, outcome in (await measure_all(loops, settings, log=log)).items():
+            if isinstance(outcome, Exception):
+                outcomes[key] = _error(by_id[key], outcome, log)
+            else:
+                outcomes[key] = Measurement(scenario=by_id[key], status="ok", stats=outcome)
+    return [outcomes[s.id] for s in scenarios]
+
+
+def _from_anchor(scenario: Scenario, report: AnchorReport | None, reason: str) -> Measurement:
+    if report is None or report.status != "ok":
+        why = reason if report is None else f"anchor {report.status}: {report.reason}"
+        return Measurement(scenario=scenario, status="unavailable", reason=why)
+    stats = report.stats.get(scenario.id)
+    if stats is not None:
+        return Measurement(scenario=scenario, status="ok", stats=stats)
+    error = report.errors.get(scenario.id, "missing from the anchor's output")
+    return Measurement(scenario=scenario, status="error", reason=error)
+
+
+def execute(
+    scenarios: Iterable[Scenario],
+    settings: Settings,
+    *,
+    anchor: bool,
+    log: Log = lambda _: None,
+) -> Results:
+    """Measure ``scenarios``: Python ones in one ``trio.run``, anchored ones by the anchor
+    (only run when ``anchor`` is true and one of them is selected)."""
+    chosen = list(scenarios)
+    python = [s for s in chosen if s.source == "python"]
+    measured = {m.scenario.id: m for m in trio.run(_measure_python, python, settings, log)}
+    anchored = [s for s in chosen if s.source == "anchor"]
+    report: AnchorReport | None = None
+    if anchored and anchor:
+        shapes = [s.id.removeprefix(ANCHOR_PREFIX) for s in anchored]
+        report = run_anchor(settings, shapes=shapes, log=log)
+        if report.status != "ok":
+            log(f"anchor {report.status}: {report.reason}")
+    for s in anchored:
+        measured[s.id] = _from_anchor(s, report, "anchor disabled (--no-anchor)")
+    return Results(measurements=tuple(measured[s.id] for s in chosen), anchor=report)

@@ -1,0 +1,2 @@
+"""Anchors: peers in other languages, measured in their own process with the same method
+and reported in the same table (see ``bench.anchors.runner`` for BlueLibs Runner)."""
