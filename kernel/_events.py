@@ -14,7 +14,7 @@ from a task that a hook spawned counts as nested in that hook's emission.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextvars import ContextVar
 from typing import Any, Final, Literal, TypeAlias
 
@@ -128,6 +128,19 @@ class EventBus:
             calls = tuple(binding.call for binding in listeners)
             self._routes[event_id] = (event, event.payload, (event_id,), calls, listeners)
         self._max_depth = max_depth
+
+    def rebind(self, calls: Mapping[str, Callable[[Emission], Awaitable[Any]]]) -> None:
+        """Replace the calls of the hooks named in ``calls`` (by hook id), keeping order.
+
+        The runtime binds hooks lazily while resources start, then rebinds them here to
+        direct calls once every dependency is up.
+        """
+        for event_id, (event, payload_type, link, _, bindings) in self._routes.items():
+            rebound = tuple(
+                attrs.evolve(b, call=calls[b.id]) if b.id in calls else b for b in bindings
+            )
+            calls_now = tuple(binding.call for binding in rebound)
+            self._routes[event_id] = (event, payload_type, link, calls_now, rebound)
 
     async def emit(
         self,

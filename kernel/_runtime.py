@@ -46,27 +46,17 @@ def _binding(runtime: Runtime, index: int, node: Node) -> HookBinding:
     hook = _definition(node, Hook)
     listens = None if hook.on == "*" else frozenset(event.id for event in hook.on)
     return HookBinding(
-        id=node.id, order=hook.order, index=index, listens=listens, call=_LazyHook(runtime, node)
+        id=node.id, order=hook.order, index=index, listens=listens, call=_lazy_hook(runtime, node)
     )
 
 
-class _LazyHook:
-    """A hook's call: resolves the hook's deps on first use, then calls straight through."""
+def _lazy_hook(runtime: Runtime, node: Node) -> Callable[[Any], Awaitable[Any]]:
+    """A hook's call while resources start: resolves its deps when it runs (then `rebind`)."""
 
-    __slots__ = ("_call", "_node", "_runtime")
+    def call(emission: Any) -> Awaitable[Any]:
+        return runtime._hook_call(node)(emission)
 
-    def __init__(self, runtime: Runtime, node: Node) -> None:
-        self._runtime = runtime
-        self._node = node
-        self._call: Callable[[Any], Awaitable[Any]] | None = None
-
-    def __call__(self, emission: Any) -> Awaitable[Any]:
-        call = self._call
-        if call is None:
-            deps = self._runtime._resolve(self._node)
-            fn = _definition(self._node, Hook).fn
-            call = self._call = functools.partial(fn, **deps) if deps else fn
-        return call(emission)
+    return call
 
 
 class Runtime:
@@ -181,6 +171,11 @@ class Runtime:
             return self._runners.get(target.id) or self._runner_for(_definition(target, Task))
         return functools.partial(self._bus.emit, _definition(target, Event), source=dependent)
 
+    def _hook_call(self, node: Node) -> Callable[[Any], Awaitable[Any]]:
+        deps = self._resolve(node)
+        fn = _definition(node, Hook).fn
+        return functools.partial(fn, **deps) if deps else fn
+
     def _runner_for(self, task: Task) -> Callable[..., Awaitable[Any]]:
         if self._closed:
             raise KernelError(f"task {task.id!r}: the runtime is disposed")
@@ -216,6 +211,8 @@ class Runtime:
                 return error
         for node in self._graph.tasks():
             self._runner_for(_definition(node, Task))
+        # Everything is up: hooks call their bodies directly from now on.
+        self._bus.rebind({node.id: self._hook_call(node) for node in self._graph.hooks()})
         stack.push_async_callback(self._begin_disposal)
         await self._bus.emit(ready, source="kernel")
         return None

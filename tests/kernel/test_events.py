@@ -603,3 +603,25 @@ async def test_concurrent_emissions_keep_separate_chains() -> None:
         nursery.start_soon(bus.emit, A)
         nursery.start_soon(bus.emit, B)
     assert chains == {"a": ("a",), "b": ("b",)}
+
+
+async def test_rebind_replaces_calls_by_hook_id_and_keeps_order() -> None:
+    ping = Event("ping")
+    heard: list[str] = []
+
+    def hook(label: str) -> Callable[[Emission], Awaitable[None]]:
+        async def call(emission: Emission) -> None:
+            heard.append(label)
+
+        return call
+
+    bus = EventBus(
+        [ping],
+        [
+            HookBinding(id="a", order=0, index=0, listens=frozenset({"ping"}), call=hook("a")),
+            HookBinding(id="b", order=1, index=1, listens=None, call=hook("b")),
+        ],
+    )
+    bus.rebind({"b": hook("b2")})
+    await bus.emit(ping)
+    assert heard == ["a", "b2"]
