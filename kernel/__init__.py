@@ -41,8 +41,10 @@ from kernel._errors import (
 )
 from kernel._events import Emission, EmitReport
 from kernel._graph import Graph, Node, dry_run
+from kernel._main import main
 from kernel._runtime import Runtime, run
 from kernel._scope import Scope
+from kernel._shutdown import ShuttingDown
 
 __all__ = [
     "App",
@@ -66,6 +68,7 @@ __all__ = [
     "ResourceInitError",
     "Runtime",
     "Scope",
+    "ShuttingDown",
     "Tag",
     "TagUse",
     "Task",
@@ -75,6 +78,7 @@ __all__ = [
     "events",
     "hook",
     "logger",
+    "main",
     "optional",
     "override",
     "resource",

@@ -26,6 +26,7 @@ from kernel._errors import ConfigError, KernelError, ResourceInitError
 from kernel._events import EmitReport, EventBus, HookBinding
 from kernel._graph import Graph, Node, build_graph
 from kernel._scope import Scope
+from kernel._shutdown import Gauge, Shutdown, ShuttingDown
 
 __all__ = ["Runtime", "run"]
 
@@ -65,11 +66,20 @@ class Runtime:
     Obtained from ``async with kernel.run(app) as rt:``.
     """
 
-    def __init__(self, graph: Graph, middleware: Iterable[object] = ()) -> None:
+    def __init__(
+        self, graph: Graph, middleware: Iterable[object] = (), *, drain_timeout: float = 30.0
+    ) -> None:
         self._graph = graph
         self._policy = mw.Pipeline(middleware)
         self._values: dict[str, Any] = {}
         self._runners: dict[str, Callable[..., Awaitable[Any]]] = {}
+        # run_task's fast path: one lookup gives the runner and its in-flight gauge.
+        self._entries: dict[str, tuple[Callable[..., Awaitable[Any]], Gauge]] = {}
+        self._gauges: dict[str, Gauge] = {}
+        self._disposing_announced = False
+        self._shutdown = Shutdown(
+            drain_timeout=drain_timeout, gauges=self._gauges, announce=self._announce_disposing
+        )
         self._dispose_errors: list[Exception] = []
         self._stack: AsyncExitStack | None = None
         self._closed = False
@@ -91,10 +101,14 @@ class Runtime:
         A checkpoint whenever the task is. The task's exception propagates (and is logged
         with the task id as source); cancellation propagates.
         """
+        shutdown = self._shutdown
+        if shutdown.stopping:
+            raise ShuttingDown(f"task {task.id!r} refused: the runtime is shutting down")
         try:
-            runner = self._runners[task.id]
+            runner, gauge = self._entries[task.id]
         except KeyError:
-            runner = self._runner_for(task)
+            runner, gauge = self._entry_for(task)
+        gauge.n += 1
         try:
             return await runner(*args, **kwargs)
         except ConfigError as exc:
@@ -104,6 +118,10 @@ class Runtime:
         except Exception as exc:
             _loguru.bind(source=task.id).opt(exception=exc).error("task failed: {}", exc)
             raise
+        finally:
+            gauge.n -= 1
+            if self._shutdown.stopping:  # (re-read: it may have changed during the call)
+                shutdown.call_finished()
 
     def emit(
         self,
@@ -121,7 +139,22 @@ class Runtime:
         A checkpoint only where the hooks are; cancellation propagates. (A plain method
         returning the bus's awaitable: one coroutine frame less per emit.)
         """
+        if self._shutdown.stopping:
+            raise ShuttingDown(f"event {event.id!r} refused: the runtime is shutting down")
         return self._bus.emit(event, payload, source=None, failure_mode=failure_mode, report=report)
+
+    def shutdown(self) -> None:
+        """Start a graceful shutdown, as SIGTERM would (calling it again skips the drain).
+
+        Returns at once; the body of ``async with kernel.run(app)`` is cancelled once the
+        task calls in flight have finished or the drain budget is spent.
+        """
+        self._shutdown.request("requested by rt.shutdown()")
+
+    @property
+    def shutting_down(self) -> bool:
+        """Whether intake has stopped (new task calls raise `ShuttingDown`)."""
+        return self._shutdown.stopping
 
     def resource(self, resource: Resource | App) -> Any:
         """The value of a started resource (or the deps dict of an App)."""
@@ -176,6 +209,12 @@ class Runtime:
         fn = _definition(node, Hook).fn
         return functools.partial(fn, **deps) if deps else fn
 
+    def _entry_for(self, task: Task) -> tuple[Callable[..., Awaitable[Any]], Gauge]:
+        runner = self._runner_for(task)
+        gauge = self._gauges.setdefault(task.id, Gauge())
+        self._entries[task.id] = (runner, gauge)
+        return runner, gauge
+
     def _runner_for(self, task: Task) -> Callable[..., Awaitable[Any]]:
         if self._closed:
             raise KernelError(f"task {task.id!r}: the runtime is disposed")
@@ -210,7 +249,7 @@ class Runtime:
             if error is not None:
                 return error
         for node in self._graph.tasks():
-            self._runner_for(_definition(node, Task))
+            self._entry_for(_definition(node, Task))
         # Everything is up: hooks call their bodies directly from now on.
         self._bus.rebind({node.id: self._hook_call(node) for node in self._graph.hooks()})
         stack.push_async_callback(self._begin_disposal)
@@ -298,13 +337,19 @@ class Runtime:
                 KernelError(f"resource {node.id!r}: its generator yielded more than once")
             )
 
+    async def _announce_disposing(self) -> None:
+        if not self._disposing_announced:
+            self._disposing_announced = True
+            await self._emit_quietly(disposing)
+
     async def _begin_disposal(self) -> None:
         self._closed = True
-        await self._emit_quietly(disposing)
+        await self._announce_disposing()
 
     async def _finish(self) -> None:
         self._closed = True
         self._runners.clear()
+        self._entries.clear()
         await self._emit_quietly(disposed)
 
     async def _emit_quietly(self, event: Event) -> None:
@@ -389,7 +434,12 @@ def _validating(task: Task, body: Callable[..., Awaitable[Any]]) -> Callable[...
 
 @asynccontextmanager
 async def run(
-    app: App, *, parallel_init: bool = False, middleware: Iterable[object] = ()
+    app: App,
+    *,
+    parallel_init: bool = False,
+    middleware: Iterable[object] = (),
+    shutdown_signals: bool = False,
+    drain_timeout: float = 30.0,
 ) -> AsyncIterator[Runtime]:
     """Start ``app`` and yield its `Runtime`; dispose everything on the way out.
 
@@ -402,13 +452,27 @@ async def run(
     emitted, every resource is disposed in reverse dependency order (each disposer runs even
     if others fail, shielded from cancellation), then ``disposed``; disposer errors are raised
     as one ExceptionGroup (or, when the body raised, logged and noted on its exception).
+
+    Graceful shutdown (see `Runtime.shutdown`): with ``shutdown_signals=True``, SIGTERM and
+    SIGINT start it; ``disposing`` is emitted, new task calls raise `ShuttingDown`, calls in
+    flight get ``drain_timeout`` seconds to finish (a second signal skips the wait), then
+    the body is cancelled and the app disposed as above; ``run`` then returns normally.
     """
-    runtime = Runtime(build_graph(app), middleware)
+    runtime = Runtime(build_graph(app), middleware, drain_timeout=drain_timeout)
     body_error: Exception | None = None
     init_error: ResourceInitError | None = None
     async with AsyncExitStack() as stack:
+        # The runtime's own background work; cancelled after every resource is disposed.
+        nursery = await stack.enter_async_context(trio.open_nursery())
+        stack.callback(nursery.cancel_scope.cancel)
+        nursery.start_soon(runtime._shutdown.run)
+        if shutdown_signals:
+            await nursery.start(runtime._shutdown.watch_signals)
         init_error = await runtime._start(stack, parallel_init)
         if init_error is None:
+            # The body's cancel scope, innermost on the stack (so rt.dispose() from the body
+            # unwinds in order); a graceful shutdown cancels it.
+            stack.enter_context(runtime._shutdown.body)
             try:
                 yield runtime
             except Exception as exc:
