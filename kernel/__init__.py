@@ -7,7 +7,7 @@ anything starts.
 This package imports ``middleware`` and ``resilience``, never the other way round.
 """
 
-from kernel import events
+from kernel import events, tags
 from kernel._builtins import logger
 from kernel._definitions import (
     App,
@@ -41,6 +41,7 @@ from kernel._errors import (
 )
 from kernel._events import Emission, EmitReport
 from kernel._graph import Graph, Node, dry_run
+from kernel._health import CheckResult, HealthReport
 from kernel._main import main
 from kernel._runtime import Runtime, run
 from kernel._scope import Scope
@@ -48,6 +49,7 @@ from kernel._shutdown import ShuttingDown
 
 __all__ = [
     "App",
+    "CheckResult",
     "CircularDependencyError",
     "ConfigError",
     "DefinitionError",
@@ -58,6 +60,7 @@ __all__ = [
     "Event",
     "Graph",
     "GraphError",
+    "HealthReport",
     "Hook",
     "KernelError",
     "MissingDependencyError",
@@ -84,5 +87,6 @@ __all__ = [
     "resource",
     "run",
     "tag",
+    "tags",
     "task",
 ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from datetime import timedelta
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
@@ -25,6 +26,7 @@ from kernel._definitions import App, Event, Hook, Resource, Tag, Task
 from kernel._errors import ConfigError, KernelError, ResourceInitError
 from kernel._events import EmitReport, EventBus, HookBinding
 from kernel._graph import Graph, Node, build_graph
+from kernel._health import HealthReport, Readiness, breakers_of, check_health, health_targets
 from kernel._scope import Scope
 from kernel._shutdown import Gauge, Shutdown, ShuttingDown
 
@@ -77,6 +79,7 @@ class Runtime:
         self._entries: dict[str, tuple[Callable[..., Awaitable[Any]], Gauge]] = {}
         self._gauges: dict[str, Gauge] = {}
         self._disposing_announced = False
+        self._readiness = Readiness()
         self._shutdown = Shutdown(
             drain_timeout=drain_timeout, gauges=self._gauges, announce=self._announce_disposing
         )
@@ -150,6 +153,25 @@ class Runtime:
         task calls in flight have finished or the drain budget is spent.
         """
         self._shutdown.request("requested by rt.shutdown()")
+
+    async def health(self, *, check_timeout: float | timedelta = 5.0) -> HealthReport:
+        """Run every started resource's ``health`` check concurrently (each bounded by
+        ``check_timeout``) and report: overall status (a failing ``kernel.tags.critical`` resource
+        makes it ``unhealthy``; other failures and circuits not closed make it ``degraded``),
+        each check's status, latency and sanitized error, the circuit breakers of the task
+        pipelines, readiness and a timestamp. A checkpoint; cancellation propagates.
+        """
+        return await check_health(
+            health_targets(self._graph, self._values),
+            timeout=check_timeout,
+            circuits=breakers_of(self._runners.values()),
+            ready=self.ready,
+        )
+
+    @property
+    def ready(self) -> bool:
+        """True from the ``ready`` event until a shutdown is requested or disposal starts."""
+        return self._readiness.ready and not self._shutdown.requested
 
     @property
     def shutting_down(self) -> bool:
@@ -253,6 +275,7 @@ class Runtime:
         # Everything is up: hooks call their bodies directly from now on.
         self._bus.rebind({node.id: self._hook_call(node) for node in self._graph.hooks()})
         stack.push_async_callback(self._begin_disposal)
+        self._readiness.mark_ready()
         await self._bus.emit(ready, source="kernel")
         return None
 
@@ -338,6 +361,7 @@ class Runtime:
             )
 
     async def _announce_disposing(self) -> None:
+        self._readiness.mark_stopping()
         if not self._disposing_announced:
             self._disposing_announced = True
             await self._emit_quietly(disposing)
@@ -429,6 +453,8 @@ def _validating(task: Task, body: Callable[..., Awaitable[Any]]) -> Callable[...
             return structure(result, task.result, owner=owner, path="result")
         return result
 
+    # Keep what the pipeline wrapper exposes (.breaker, .limiter, .cache, .pipeline).
+    validated.__dict__.update(getattr(body, "__dict__", {}))
     return validated
 
 

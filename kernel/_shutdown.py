@@ -76,6 +76,11 @@ class Shutdown:
         _log.info("shutdown: {}", reason)
         self._requested.set()
 
+    @property
+    def requested(self) -> bool:
+        """Whether a shutdown was requested (readiness ends right then)."""
+        return self._requested.is_set()
+
     def in_flight(self) -> dict[str, int]:
         """Task id → calls in flight, for the tasks that have any."""
         return {task_id: gauge.n for task_id, gauge in self._gauges.items() if gauge.n}
