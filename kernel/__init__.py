@@ -45,6 +45,7 @@ from kernel._health import CheckResult, HealthReport
 from kernel._main import main
 from kernel._runtime import Runtime, run
 from kernel._scope import Scope
+from kernel._service import Service
 from kernel._shutdown import ShuttingDown
 
 __all__ = [
@@ -71,6 +72,7 @@ __all__ = [
     "ResourceInitError",
     "Runtime",
     "Scope",
+    "Service",
     "ShuttingDown",
     "Tag",
     "TagUse",

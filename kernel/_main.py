@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
 
 from kernel._definitions import App
-from kernel._runtime import Runtime, run
+from kernel._runtime import Runtime
+from kernel._service import Service, as_service
 
 __all__ = ["main"]
 
@@ -18,27 +19,22 @@ async def _forever(rt: Runtime) -> None:
 
 
 def main(
-    app: App,
+    target: App | Service,
     *,
     serve: Callable[[Runtime], Awaitable[Any]] | None = None,
-    drain_timeout: float = 30.0,
-    parallel_init: bool = False,
-    middleware: Iterable[object] = (),
+    **options: Any,
 ) -> None:
-    """Run ``app`` as a service: start it, run ``serve(rt)`` (default: wait), and on SIGTERM
-    or SIGINT shut down gracefully (see `kernel.run`); return after a clean shutdown, so the
-    process exits 0. A second signal during the shutdown skips the drain.
+    """Run an App or a `Service` as a service process: start it, run ``serve(rt)`` (default:
+    wait), and on SIGTERM or SIGINT shut down gracefully (see `kernel.run`); return after a
+    clean shutdown, so the process exits 0. A second signal during the shutdown skips the
+    drain. ``options`` override the service's `kernel.run` options (``drain_timeout=``, ...);
+    signals are always on.
     """
+    service = as_service(target, **options, shutdown_signals=True)
     serving = serve or _forever
 
-    async def service() -> None:
-        async with run(
-            app,
-            shutdown_signals=True,
-            drain_timeout=drain_timeout,
-            parallel_init=parallel_init,
-            middleware=middleware,
-        ) as rt:
+    async def run_service() -> None:
+        async with service.run() as rt:
             await serving(rt)
 
-    trio.run(service)
+    trio.run(run_service)

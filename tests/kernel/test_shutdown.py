@@ -140,3 +140,33 @@ def test_main_waits_for_a_signal_by_default() -> None:
     timer.start()
     kernel.main(app)
     assert [line.split(" at ")[0] for line in log] == ["disposing", "dispose db"]
+
+
+async def test_a_service_bundles_the_app_and_its_run_options(autojump_clock) -> None:
+    log: list[str] = []
+    app, _, _ = build(log, seconds=1)
+    service = kernel.Service(app=app, drain_timeout=2, middleware=[])
+    assert service.options() == {
+        "shutdown_signals": True,
+        "drain_timeout": 2,
+        "parallel_init": False,
+        "middleware": (),
+    }
+    async with kernel.Service(app=app, shutdown_signals=False).run() as rt:
+        assert rt.graph.root.id == "svc"
+    with pytest.raises(kernel.DefinitionError, match=r"Service: app must be a kernel\.App"):
+        kernel.Service(app="svc")  # type: ignore[arg-type]
+    with pytest.raises(kernel.DefinitionError, match="drain_timeout must be a number >= 0"):
+        kernel.Service(app=app, drain_timeout=-1)
+
+
+def test_main_takes_a_service_and_overrides() -> None:
+    log: list[str] = []
+    app, _, _ = build(log, seconds=0.01)
+
+    async def serve(rt: kernel.Runtime) -> None:
+        rt.shutdown()
+        await trio.sleep_forever()
+
+    kernel.main(kernel.Service(app=app, shutdown_signals=False), serve=serve, drain_timeout=1)
+    assert [line.split(" at ")[0] for line in log] == ["disposing", "dispose db"]

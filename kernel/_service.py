@@ -1,0 +1,59 @@
+"""`Service`: an app together with how it runs, so tools can inspect it without running it."""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+import attrs
+
+from kernel._definitions import App
+from kernel._errors import DefinitionError
+from kernel._runtime import Runtime, run
+
+__all__ = ["Service", "as_service"]
+
+
+def _check_app(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, App):
+        raise DefinitionError(f"Service: app must be a kernel.App, got {value!r}")
+
+
+def _check_drain(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise DefinitionError(f"Service: drain_timeout must be a number >= 0, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class Service:
+    """``kernel.Service(app=app, shutdown_signals=True, drain_timeout=30.0, ...)``.
+
+    What `kernel.main` runs and ``trio-runner doctor`` inspects: the app and the options of
+    `kernel.run` it is started with.
+    """
+
+    app: App = attrs.field(validator=_check_app)
+    shutdown_signals: bool = True
+    drain_timeout: float = attrs.field(default=30.0, validator=_check_drain)
+    parallel_init: bool = False
+    middleware: tuple[object, ...] = attrs.field(default=(), converter=tuple)
+
+    def options(self) -> dict[str, Any]:
+        """The keyword arguments of `kernel.run` this service uses."""
+        return {
+            "shutdown_signals": self.shutdown_signals,
+            "drain_timeout": self.drain_timeout,
+            "parallel_init": self.parallel_init,
+            "middleware": self.middleware,
+        }
+
+    def run(self) -> AbstractAsyncContextManager[Runtime]:
+        """``async with service.run() as rt:`` — `kernel.run` with this service's options."""
+        return run(self.app, **self.options())
+
+
+def as_service(target: App | Service, **overrides: Any) -> Service:
+    """``target`` as a Service (an App gets the defaults), with ``overrides`` applied."""
+    if isinstance(target, Service):
+        return attrs.evolve(target, **overrides) if overrides else target
+    return Service(app=target, **overrides)
