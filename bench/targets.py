@@ -106,6 +106,11 @@ TARGETS: tuple[Target, ...] = (
         max_ratio=1.0,
     ),
     Target(
+        label="kernel run_task with metrics on: growth <= 1 us",
+        subject="kernel.run_task_metrics",
+        max_ns=1000.0,
+    ),
+    Target(
         label="kernel emit to one hook overhead <= 1 us",
         subject="kernel.emit_one_hook",
         max_ns=1000.0,

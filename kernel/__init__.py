@@ -7,7 +7,7 @@ anything starts.
 This package imports ``middleware`` and ``resilience``, never the other way round.
 """
 
-from kernel import events, tags
+from kernel import events, metrics, observability, tags
 from kernel._builtins import logger
 from kernel._definitions import (
     App,
@@ -47,6 +47,9 @@ from kernel._runtime import Runtime, run
 from kernel._scope import Scope
 from kernel._service import Service
 from kernel._shutdown import ShuttingDown
+from kernel.observability._logging import LogConfig
+from kernel.observability._redaction import Redaction
+from kernel.observability._tracing import TracingConfig
 
 __all__ = [
     "App",
@@ -64,10 +67,12 @@ __all__ = [
     "HealthReport",
     "Hook",
     "KernelError",
+    "LogConfig",
     "MissingDependencyError",
     "Node",
     "Optional",
     "Override",
+    "Redaction",
     "Resource",
     "ResourceInitError",
     "Runtime",
@@ -77,6 +82,7 @@ __all__ = [
     "Tag",
     "TagUse",
     "Task",
+    "TracingConfig",
     "UnknownEventError",
     "dry_run",
     "event",
@@ -84,6 +90,8 @@ __all__ = [
     "hook",
     "logger",
     "main",
+    "metrics",
+    "observability",
     "optional",
     "override",
     "resource",

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from loguru import logger as _loguru
-
 from kernel._definitions import UNSET, Resource, event
+from kernel.observability._logging import kernel_logger
 
 __all__ = ["BUILTINS", "LOGGER_ID", "disposed", "disposing", "logger", "ready"]
 
@@ -14,7 +13,7 @@ LOGGER_ID = "kernel.logger"
 
 
 async def _logger() -> Any:
-    return _loguru
+    return kernel_logger(LOGGER_ID)
 
 
 #: Depending on it injects a loguru logger bound with ``source=<the dependent's id>``.

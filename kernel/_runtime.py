@@ -17,9 +17,9 @@ from types import TracebackType
 from typing import Any, Literal, TypeVar
 
 import trio
-from loguru import logger as _loguru
 
 import middleware as mw
+import resilience as rs
 from kernel._builtins import LOGGER_ID, disposed, disposing, ready
 from kernel._config import structure
 from kernel._definitions import App, Event, Hook, Resource, Tag, Task
@@ -29,6 +29,10 @@ from kernel._graph import Graph, Node, build_graph
 from kernel._health import HealthReport, Readiness, breakers_of, check_health, health_targets
 from kernel._scope import Scope
 from kernel._shutdown import Gauge, Shutdown, ShuttingDown
+from kernel.observability._logging import LogConfig, install, kernel_logger
+from kernel.observability._metrics import observe_primitives
+from kernel.observability._tracing import Tracing, TracingConfig, start_tracing
+from middleware.observability._metrics import MetricsRegistry, default_registry, measure
 
 __all__ = ["Runtime", "run"]
 
@@ -48,9 +52,8 @@ def _definition(node: Node, kind: type[D]) -> D:
 def _binding(runtime: Runtime, index: int, node: Node) -> HookBinding:
     hook = _definition(node, Hook)
     listens = None if hook.on == "*" else frozenset(event.id for event in hook.on)
-    return HookBinding(
-        id=node.id, order=hook.order, index=index, listens=listens, call=_lazy_hook(runtime, node)
-    )
+    call = runtime._trace_hook(_lazy_hook(runtime, node), node.id)
+    return HookBinding(id=node.id, order=hook.order, index=index, listens=listens, call=call)
 
 
 def _lazy_hook(runtime: Runtime, node: Node) -> Callable[[Any], Awaitable[Any]]:
@@ -69,9 +72,18 @@ class Runtime:
     """
 
     def __init__(
-        self, graph: Graph, middleware: Iterable[object] = (), *, drain_timeout: float = 30.0
+        self,
+        graph: Graph,
+        middleware: Iterable[object] = (),
+        *,
+        drain_timeout: float = 30.0,
+        tracing: Tracing | None = None,
+        metrics: MetricsRegistry | None = None,
     ) -> None:
         self._graph = graph
+        self._tracing = tracing
+        #: The registry counting this runtime's task calls, or ``None`` when metrics are off.
+        self.metrics = metrics
         self._policy = mw.Pipeline(middleware)
         self._values: dict[str, Any] = {}
         self._runners: dict[str, Callable[..., Awaitable[Any]]] = {}
@@ -116,10 +128,10 @@ class Runtime:
             return await runner(*args, **kwargs)
         except ConfigError as exc:
             # The caller's input did not fit: worth a line, not a traceback.
-            _loguru.bind(source=task.id).warning("task input rejected: {}", exc)
+            kernel_logger(task.id).warning("task input rejected: {}", exc)
             raise
         except Exception as exc:
-            _loguru.bind(source=task.id).opt(exception=exc).error("task failed: {}", exc)
+            kernel_logger(task.id).opt(exception=exc).error("task failed: {}", exc)
             raise
         finally:
             gauge.n -= 1
@@ -213,7 +225,7 @@ class Runtime:
         if target is None:
             return None
         if target.id == LOGGER_ID:
-            return _loguru.bind(source=dependent)
+            return kernel_logger(dependent)
         if target.kind in ("resource", "app"):
             try:
                 return self._values[target.id]
@@ -225,6 +237,11 @@ class Runtime:
         if target.kind == "task":
             return self._runners.get(target.id) or self._runner_for(_definition(target, Task))
         return functools.partial(self._bus.emit, _definition(target, Event), source=dependent)
+
+    def _trace_hook(
+        self, call: Callable[[Any], Awaitable[Any]], hook_id: str
+    ) -> Callable[[Any], Awaitable[Any]]:
+        return call if self._tracing is None else self._tracing.hook(call, hook_id)
 
     def _hook_call(self, node: Node) -> Callable[[Any], Awaitable[Any]]:
         deps = self._resolve(node)
@@ -253,6 +270,11 @@ class Runtime:
         )
         pipeline = self._policy + definition.pipeline
         runner = pipeline.wrap(body, target_id=definition.id) if len(pipeline) else body
+        if self.metrics is not None:
+            # Measured directly around the pipeline: no wrapper of its own for plain tasks.
+            measured = functools.partial(measure(self.metrics.task(definition.id)), runner)
+            measured.__dict__.update(getattr(runner, "__dict__", {}))
+            runner = measured
         if definition.input is not None or definition.result is not None:
             # At the edge, outside the middleware: a bad input is not worth a retry.
             runner = _validating(definition, runner)
@@ -273,7 +295,9 @@ class Runtime:
         for node in self._graph.tasks():
             self._entry_for(_definition(node, Task))
         # Everything is up: hooks call their bodies directly from now on.
-        self._bus.rebind({node.id: self._hook_call(node) for node in self._graph.hooks()})
+        self._bus.rebind(
+            {n.id: self._trace_hook(self._hook_call(n), n.id) for n in self._graph.hooks()}
+        )
         stack.push_async_callback(self._begin_disposal)
         self._readiness.mark_ready()
         await self._bus.emit(ready, source="kernel")
@@ -309,7 +333,7 @@ class Runtime:
             if resource.started:
                 self._values[resource.node.id] = resource.value
                 continue
-            _loguru.bind(source=resource.node.id).opt(exception=resource.error).error(
+            kernel_logger(resource.node.id).opt(exception=resource.error).error(
                 "resource failed to initialise: {}", resource.error
             )
             if first_error is None:
@@ -349,7 +373,7 @@ class Runtime:
             except StopAsyncIteration:
                 return
             except Exception as exc:
-                _loguru.bind(source=node.id).opt(exception=exc).error(
+                kernel_logger(node.id).opt(exception=exc).error(
                     "resource failed to dispose: {}", exc
                 )
                 exc.add_note(f"while disposing resource {node.id!r}")
@@ -466,6 +490,9 @@ async def run(
     middleware: Iterable[object] = (),
     shutdown_signals: bool = False,
     drain_timeout: float = 30.0,
+    log: LogConfig | None = None,
+    tracing: TracingConfig | None = None,
+    metrics: bool | MetricsRegistry = False,
 ) -> AsyncIterator[Runtime]:
     """Start ``app`` and yield its `Runtime`; dispose everything on the way out.
 
@@ -483,11 +510,55 @@ async def run(
     SIGINT start it; ``disposing`` is emitted, new task calls raise `ShuttingDown`, calls in
     flight get ``drain_timeout`` seconds to finish (a second signal skips the wait), then
     the body is cancelled and the app disposed as above; ``run`` then returns normally.
+
+    Observability, each off by default: ``log=kernel.LogConfig(format="json", ...)`` adds a
+    loguru handler (redacted JSON or pretty lines) for the runtime's lifetime;
+    ``tracing=kernel.TracingConfig(service_name=...)`` makes a span per task run and hook
+    run, with resilience events as span events; ``metrics=True`` (the process-wide registry
+    that `kernel.metrics.prometheus_text` reads) or a ``MetricsRegistry`` counts every task
+    call (calls, errors, in flight, rate, p50/p95/p99) and the resilience primitives' events,
+    readable as ``rt.metrics.snapshot()``.
     """
-    runtime = Runtime(build_graph(app), middleware, drain_timeout=drain_timeout)
+    if isinstance(metrics, bool):
+        registry = default_registry if metrics else None
+    elif isinstance(metrics, MetricsRegistry):
+        registry = metrics
+    else:
+        raise TypeError(f"kernel.run: metrics must be a bool or a MetricsRegistry, got {metrics!r}")
+    graph = build_graph(app)
+    installed = install(log) if log is not None else None
+    try:
+        async with _running(
+            graph, parallel_init, middleware, shutdown_signals, drain_timeout, tracing, registry
+        ) as runtime:
+            yield runtime
+    finally:
+        if installed is not None:
+            installed.remove()
+
+
+@asynccontextmanager
+async def _running(
+    graph: Graph,
+    parallel_init: bool,
+    middleware: Iterable[object],
+    shutdown_signals: bool,
+    drain_timeout: float,
+    tracing: TracingConfig | None,
+    registry: MetricsRegistry | None,
+) -> AsyncIterator[Runtime]:
+    traced = start_tracing(tracing) if tracing is not None else None
+    policy = (traced.middleware(), *middleware) if traced is not None else tuple(middleware)
+    runtime = Runtime(graph, policy, drain_timeout=drain_timeout, tracing=traced, metrics=registry)
     body_error: Exception | None = None
     init_error: ResourceInitError | None = None
     async with AsyncExitStack() as stack:
+        if traced is not None:
+            # Exported last, after the `disposed` hooks; resilience events become span events.
+            stack.push_async_callback(traced.aclose)
+            stack.enter_context(rs.observe(traced.events_listener()))
+        if registry is not None:
+            stack.enter_context(observe_primitives(registry))
         # The runtime's own background work; cancelled after every resource is disposed.
         nursery = await stack.enter_async_context(trio.open_nursery())
         stack.callback(nursery.cancel_scope.cancel)

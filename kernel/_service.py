@@ -10,6 +10,9 @@ import attrs
 from kernel._definitions import App
 from kernel._errors import DefinitionError
 from kernel._runtime import Runtime, run
+from kernel.observability._logging import LogConfig
+from kernel.observability._tracing import TracingConfig
+from middleware.observability._metrics import MetricsRegistry
 
 __all__ = ["Service", "as_service"]
 
@@ -37,6 +40,9 @@ class Service:
     drain_timeout: float = attrs.field(default=30.0, validator=_check_drain)
     parallel_init: bool = False
     middleware: tuple[object, ...] = attrs.field(default=(), converter=tuple)
+    log: LogConfig | None = None
+    tracing: TracingConfig | None = None
+    metrics: bool | MetricsRegistry = False
 
     def options(self) -> dict[str, Any]:
         """The keyword arguments of `kernel.run` this service uses."""
@@ -45,6 +51,9 @@ class Service:
             "drain_timeout": self.drain_timeout,
             "parallel_init": self.parallel_init,
             "middleware": self.middleware,
+            "log": self.log,
+            "tracing": self.tracing,
+            "metrics": self.metrics,
         }
 
     def run(self) -> AbstractAsyncContextManager[Runtime]:

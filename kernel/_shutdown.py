@@ -21,13 +21,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import trio
-from loguru import logger as _loguru
 
 from kernel._errors import KernelError
+from kernel.observability._logging import kernel_logger
 
 __all__ = ["Gauge", "Shutdown", "ShuttingDown"]
 
-_log = _loguru.bind(source="kernel.shutdown")
+_log = kernel_logger("kernel.shutdown")
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 

@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 import attrs
 import trio
-from loguru import logger as _loguru
 
+from kernel.observability._logging import kernel_logger
 from resilience import Retry
 
 if TYPE_CHECKING:
@@ -126,7 +126,7 @@ class Supervisor:
             _default_name(fn) if name is None else name,
             policy,
             _reset_after(reset_after, policy),
-            _loguru.bind(source=source),
+            kernel_logger(source),
         )
 
     async def run(self) -> None:

@@ -10,6 +10,7 @@ The first middleware listed is the outermost. Pipelines are composed once, when 
 is wrapped, never per call. This package imports ``resilience`` and never ``kernel``.
 """
 
+from middleware import observability
 from middleware._adapter import Adapter
 from middleware._adapters import (
     bulkhead,
@@ -24,24 +25,41 @@ from middleware._adapters import (
 from middleware._call import Call, Middleware, Next
 from middleware._pipeline import Bound, Factory, Pipeline, apply
 from middleware._registry import Registry, registry
+from middleware.observability._log import log
+from middleware.observability._metrics import (
+    MetricsRegistry,
+    MetricsSnapshot,
+    PrimitiveSnapshot,
+    TaskSnapshot,
+    metrics,
+)
+from middleware.observability._trace import trace
 
 __all__ = [
     "Adapter",
     "Bound",
     "Call",
     "Factory",
+    "MetricsRegistry",
+    "MetricsSnapshot",
     "Middleware",
     "Next",
     "Pipeline",
+    "PrimitiveSnapshot",
     "Registry",
+    "TaskSnapshot",
     "apply",
     "bulkhead",
     "cache",
     "circuit_breaker",
     "fallback",
     "hedge",
+    "log",
+    "metrics",
+    "observability",
     "rate_limit",
     "registry",
     "retry",
     "timeout",
+    "trace",
 ]

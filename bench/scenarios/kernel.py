@@ -68,10 +68,10 @@ def _chain(length: int) -> list[kernel.Resource]:
 chain = kernel.App("bench.chain", register=_chain(10))
 
 
-def _task_loop(task: kernel.Task) -> Any:
+def _task_loop(task: kernel.Task, **options: Any) -> Any:
     @asynccontextmanager
     async def setup() -> AsyncIterator[Loop]:
-        async with kernel.run(app) as rt:
+        async with kernel.run(app, **options) as rt:
             run_task = rt.run_task
 
             async def loop(n: int) -> None:
@@ -117,6 +117,16 @@ SCENARIOS = (
         group="kernel",
         who="ours",
         setup=_task_loop(basic),
+    ),
+    Scenario(
+        id="kernel.run_task_metrics",
+        shape="run_task_metrics",
+        label="kernel: run_task, metrics on (over metrics off)",
+        group="kernel",
+        who="ours",
+        baseline="kernel.run_task",
+        setup=_task_loop(basic, metrics=kernel.metrics.MetricsRegistry()),
+        note="metrics off adds nothing: the runtime wraps no measuring around the task",
     ),
     Scenario(
         id="kernel.run_task_passthrough5",

@@ -118,7 +118,7 @@ def test_quick_run_prints_the_table_and_writes_json_and_png(
     _check_document(data, anchor_rows="disabled")
     assert data["anchor"] == {"status": "disabled", "reason": "--no-anchor"}
     kernel_rows = [e for e in data["scenarios"] if e["id"].startswith("kernel.")]
-    assert len(kernel_rows) == 5
+    assert len(kernel_rows) == 6
     assert {row["status"] for row in kernel_rows} == {"ok"}
     runner_target = next(t for t in data["targets"] if t["reference"] == "runner_js.passthrough5")
     assert runner_target["passed"] is None
@@ -337,12 +337,16 @@ def test_kernel_rows_are_measured_beside_runner_shapes() -> None:
         "kernel: emit to one hook",
         "kernel: run+dispose 100 resources",
         "kernel: chain of 10 resources (run+dispose)",
+        "kernel: run_task, metrics on (over metrics off)",
     }
     runner_shapes = {s.shape for s in REGISTRY if s.who == "runner-js"}
     for scenario in ours.values():
         assert scenario.setup is not None
         assert scenario.unavailable is None
-        assert scenario.shape in runner_shapes
+    # Every Runner shape has our row beside it; metrics on/off is ours alone.
+    assert runner_shapes - {"bare", "timeout_retry", "circuit_breaker"} <= {
+        s.shape for s in ours.values()
+    }
 
 
 def test_targets_name_registered_scenarios() -> None:

@@ -151,6 +151,9 @@ async def test_a_service_bundles_the_app_and_its_run_options(autojump_clock) -> 
         "drain_timeout": 2,
         "parallel_init": False,
         "middleware": (),
+        "log": None,
+        "tracing": None,
+        "metrics": False,
     }
     async with kernel.Service(app=app, shutdown_signals=False).run() as rt:
         assert rt.graph.root.id == "svc"
