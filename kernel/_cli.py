@@ -1,9 +1,12 @@
 """The ``trio-runner`` command line.
 
     trio-runner graph myproject.app:app --format mermaid
+    trio-runner doctor myproject.app:service --prod --strict --format json
 
-Exit codes: 0 done; 1 the app is invalid (the error's class and message on stderr); 2 the
-command itself is wrong (bad arguments, a target that cannot be imported or is not an App).
+Exit codes: 0 done; 1 the app is invalid (``graph``: the error's class and message on
+stderr; ``doctor``: a failed ``graph`` row), or ``doctor --strict`` found a failed check; 2
+the command itself is wrong (bad arguments, a target that cannot be imported or is not an
+App — for ``doctor``, an App or a `kernel.Service`).
 """
 
 from __future__ import annotations
@@ -14,12 +17,14 @@ import os
 import sys
 from collections.abc import Sequence
 
+from kernel import _doctor
 from kernel._definitions import App
 from kernel._errors import KernelError
 from kernel._graph import build_graph
 from kernel._graph_render import FORMATS
+from kernel._service import Service
 
-__all__ = ["main"]
+__all__ = ["load_app", "load_target", "main"]
 
 PROG = "trio-runner"
 
@@ -42,14 +47,30 @@ def _parser() -> argparse.ArgumentParser:
     graph.add_argument(
         "--format", choices=FORMATS, default="text", help="output format (default: text)"
     )
+    doctor = commands.add_parser(
+        "doctor",
+        help="check an app or service against the production checklist without starting it",
+        description="Check an app or kernel.Service against the production checklist without "
+        "starting it: one row per check, pass / fail (with a fix) / not applicable.",
+    )
+    doctor.add_argument(
+        "target", metavar="TARGET", help="the App or kernel.Service, as module:attribute"
+    )
+    doctor.add_argument(
+        "--prod", action="store_true", help="also check that trio-runner runs from an install"
+    )
+    doctor.add_argument(
+        "--strict", action="store_true", help="exit 1 when any check fails (for CI)"
+    )
+    doctor.add_argument(
+        "--format", choices=("text", "json"), default="text", help="output format (default: text)"
+    )
     return parser
 
 
-def load_app(target: str) -> App:
-    """Import ``module:attribute`` (the attribute may be dotted) and check it is an App.
-
-    As with other app runners, the current directory is importable.
-    """
+def _import(target: str) -> object:
+    """Import ``module:attribute`` (the attribute may be dotted); the current directory is
+    importable, as with other app runners."""
     module_name, colon, attribute = target.partition(":")
     if not colon or not module_name or not attribute:
         raise _TargetError(f"TARGET must be module:attribute, got {target!r}")
@@ -66,8 +87,24 @@ def load_app(target: str) -> App:
             value = getattr(value, name)
         except AttributeError:
             raise _TargetError(f"{target!r}: no attribute {name!r}") from None
+    return value
+
+
+def load_app(target: str) -> App:
+    """Import ``module:attribute`` (the attribute may be dotted) and check it is an App."""
+    value = _import(target)
     if not isinstance(value, App):
         raise _TargetError(f"{target!r} is a {type(value).__name__}, not a kernel.App")
+    return value
+
+
+def load_target(target: str) -> App | Service:
+    """Import ``module:attribute`` and check it is an App or a `kernel.Service`."""
+    value = _import(target)
+    if not isinstance(value, App | Service):
+        raise _TargetError(
+            f"{target!r} is a {type(value).__name__}, not a kernel.App or kernel.Service"
+        )
     return value
 
 
@@ -85,6 +122,31 @@ def _graph(target: str, format: str) -> int:
     return 0
 
 
+def _encodes(text: str) -> bool:
+    """Whether stdout can print ``text`` (the status symbols need UTF-8 or similar)."""
+    try:
+        text.encode(sys.stdout.encoding or "ascii")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _doctor_command(target: str, *, prod: bool, strict: bool, format: str) -> int:
+    try:
+        rows = _doctor.diagnose(load_target(target), prod=prod)
+    except _TargetError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    except KernelError as exc:  # raised while importing the target: the app is invalid
+        rows = [_doctor.invalid_graph_row(exc)]
+    if format == "json":
+        print(_doctor.render_json(rows))
+    else:
+        print(_doctor.render_text(rows, ascii=not _encodes(_doctor.SYMBOLS)))
+    failed = [row.check for row in rows if row.status == "fail"]
+    return 1 if "graph" in failed or (strict and failed) else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
     parser = _parser()
@@ -95,6 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
+    if args.command == "doctor":
+        return _doctor_command(args.target, prod=args.prod, strict=args.strict, format=args.format)
     return _graph(args.target, args.format)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -27,6 +28,10 @@ def _check_drain(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> 
         raise DefinitionError(f"Service: drain_timeout must be a number >= 0, got {value!r}")
 
 
+def _as_tuple(value: Iterable[object]) -> tuple[object, ...]:
+    return tuple(value)
+
+
 @attrs.frozen(kw_only=True)
 class Service:
     """``kernel.Service(app=app, shutdown_signals=True, drain_timeout=30.0, ...)``.
@@ -39,7 +44,7 @@ class Service:
     shutdown_signals: bool = True
     drain_timeout: float = attrs.field(default=30.0, validator=_check_drain)
     parallel_init: bool = False
-    middleware: tuple[object, ...] = attrs.field(default=(), converter=tuple)
+    middleware: tuple[object, ...] = attrs.field(default=(), converter=_as_tuple)
     log: LogConfig | None = None
     tracing: TracingConfig | None = None
     metrics: bool | MetricsRegistry = False
