@@ -4,6 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from middleware.observability._metrics import MetricsRegistry, default_registry
 from resilience import _observe
 from resilience._observe import Event
 
@@ -14,3 +15,17 @@ def events() -> Iterator[list[Event]]:
     seen: list[Event] = []
     with _observe.observe(seen.append):
         yield seen
+
+
+@pytest.fixture
+def registry() -> MetricsRegistry:
+    """A fresh metrics registry."""
+    return MetricsRegistry()
+
+
+@pytest.fixture
+def clean_default() -> Iterator[MetricsRegistry]:
+    """The process-wide registry, emptied before and after the test."""
+    default_registry.reset()
+    yield default_registry
+    default_registry.reset()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,7 +19,7 @@ from kernel.observability._metrics import (
     observe_primitives,
     prometheus_text,
 )
-from middleware.observability._metrics import UNNAMED, MetricsRegistry, default_registry, metrics
+from middleware.observability._metrics import UNNAMED, MetricsRegistry, metrics
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -42,18 +41,6 @@ def of(samples: Samples, metric: str, /, **labels: str) -> float:
 
 def named(samples: Samples, name: str) -> Samples:
     return {key: value for key, value in samples.items() if key[0] == name}
-
-
-@pytest.fixture
-def registry() -> MetricsRegistry:
-    return MetricsRegistry()
-
-
-@pytest.fixture
-def clean_default() -> Iterator[MetricsRegistry]:
-    default_registry.reset()
-    yield default_registry
-    default_registry.reset()
 
 
 async def test_task_families(

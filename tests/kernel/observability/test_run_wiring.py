@@ -120,13 +120,11 @@ async def test_metrics_option_is_checked() -> None:
             pass  # pragma: no cover
 
 
-async def test_metrics_true_uses_the_process_wide_registry() -> None:
+async def test_metrics_true_uses_the_process_wide_registry(clean_default) -> None:
     app, charge, _ = build()
-    kernel.metrics.default_registry.reset()
     async with kernel.run(app, metrics=True) as rt:
         await rt.run_task(charge, 1)
     assert kernel.metrics.default_registry.snapshot().tasks["orders.charge"].calls == 1
     assert 'trio_runner_task_calls_total{outcome="success",task="orders.charge"} 1.0' in (
         kernel.metrics.prometheus_text()
     )
-    kernel.metrics.default_registry.reset()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import hypothesis.strategies as st
@@ -22,24 +21,11 @@ from middleware.observability._metrics import (
     UNNAMED,
     MetricsRegistry,
     TaskMetrics,
-    default_registry,
     metrics,
 )
 from middleware.observability._quantiles import LogHistogram
 
 QUANTILES = (0.5, 0.95, 0.99)
-
-
-@pytest.fixture
-def registry() -> MetricsRegistry:
-    return MetricsRegistry()
-
-
-@pytest.fixture
-def clean_default() -> Iterator[MetricsRegistry]:
-    default_registry.reset()
-    yield default_registry
-    default_registry.reset()
 
 
 def measured(registry: MetricsRegistry, target_id: str = "job") -> Any:
