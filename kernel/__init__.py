@@ -36,6 +36,8 @@ from kernel._errors import (
     GraphError,
     KernelError,
     MissingDependencyError,
+    PublicError,
+    RemoteError,
     ResourceInitError,
     UnknownEventError,
 )
@@ -72,7 +74,9 @@ __all__ = [
     "Node",
     "Optional",
     "Override",
+    "PublicError",
     "Redaction",
+    "RemoteError",
     "Resource",
     "ResourceInitError",
     "Runtime",

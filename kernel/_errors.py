@@ -12,7 +12,9 @@
           │    └── UnknownEventError    a hook listens to an event nobody registered
           ├── ConfigError               a config or payload did not structure into its type
           ├── ResourceInitError         a resource's init failed (the cause is chained)
-          └── EmissionCycleError        hooks emitting events in a loop beyond the depth limit
+          ├── EmissionCycleError        hooks emitting events in a loop beyond the depth limit
+          ├── PublicError               an error whose code and message may cross HTTP
+          └── RemoteError               a remote task call failed (status, code, request id)
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ __all__ = [
     "GraphError",
     "KernelError",
     "MissingDependencyError",
+    "PublicError",
+    "RemoteError",
     "ResourceInitError",
     "UnknownEventError",
 ]
@@ -114,3 +118,37 @@ class EmissionCycleError(KernelError):
             f"event emission nested deeper than {limit}: {' -> '.join(self.chain)}; "
             "hooks are emitting events in a cycle"
         )
+
+
+class PublicError(KernelError):
+    """An error meant for remote callers: HTTP exposure passes its ``code`` and message.
+
+    Subclass it with class attributes ``http_status`` and ``code`` (or pass them), e.g.
+    ``class OutOfStock(kernel.PublicError): http_status = 409; code = "out_of_stock"``. Any
+    other exception leaving an exposed task becomes a sanitized 500 with no details.
+    """
+
+    http_status: int = 400
+    code: str = "bad_request"
+
+    def __init__(
+        self, message: str, *, code: str | None = None, http_status: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if http_status is not None:
+            self.http_status = http_status
+
+
+class RemoteError(KernelError):
+    """A task called over HTTP failed: the HTTP ``status``, the error ``code``, the server's
+    ``request_id`` and its (sanitized) message."""
+
+    def __init__(self, message: str, *, status: int, code: str, request_id: str | None) -> None:
+        super().__init__(f"{message} (HTTP {status}, code {code!r}, request id {request_id})")
+        self.message = message
+        self.status = status
+        self.code = code
+        self.request_id = request_id

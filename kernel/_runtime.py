@@ -311,7 +311,7 @@ class Runtime:
             # Only a resource that takes `scope` can start background work: only it gets a
             # nursery (opened here, before its init; closed by its exit, before its dispose).
             opener = trio.open_nursery() if _wants_scope(node) else None
-            scope = None if opener is None else Scope(node.id, await opener.__aenter__())
+            scope = None if opener is None else Scope(node.id, await opener.__aenter__(), self)
             hosted.append(_Hosted(self, node, scope, opener))
             stack.push_async_exit(hosted[-1].exit)
 

@@ -12,6 +12,7 @@ import trio
 from kernel._supervise import Supervisor
 
 if TYPE_CHECKING:
+    from kernel._runtime import Runtime
     from kernel._supervise import Restart
 
 __all__ = ["Scope"]
@@ -28,10 +29,14 @@ class Scope:
     servers there (``scope.nursery.start_soon(...)`` or ``await scope.nursery.start(...)``),
     or with `supervise` to have them restarted when they crash. A task in it that crashes
     (for good) brings the runtime down with its error, as any trio child does.
+
+    ``runtime`` is the running `kernel.Runtime`, for resources that serve tasks to the
+    outside (HTTP exposure): most resources should depend on what they use instead.
     """
 
     id: str
     nursery: trio.Nursery
+    runtime: Runtime | None = attrs.field(default=None, repr=False)
 
     def supervise(
         self,

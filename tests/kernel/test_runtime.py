@@ -574,3 +574,17 @@ async def test_bad_input_is_refused_before_the_middleware_and_logged_briefly() -
     assert attempts == [1]  # only the valid call entered the pipeline
     assert [(r["level"].name, r["exception"]) for r in records] == [("WARNING", None)]
     assert "task input rejected: task 'buy': input: 'quantity' must be > 0" in records[0]["message"]
+
+
+async def test_a_resource_serving_tasks_reaches_the_runtime_through_its_scope() -> None:
+    @kernel.task("double")
+    async def double(x: int) -> int:
+        return 2 * x
+
+    @kernel.resource("server")
+    async def server(scope: kernel.Scope) -> Any:
+        yield scope.runtime
+
+    async with run(kernel.App("app", register=[double, server])) as rt:
+        assert rt.resource(server) is rt
+        assert await rt.resource(server).run_task(double, 21) == 42

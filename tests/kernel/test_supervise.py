@@ -460,7 +460,7 @@ async def test_a_callable_without_qualname_is_named_by_its_repr(autojump_clock, 
 
 
 def test_scope_stays_a_frozen_attrs_class() -> None:
-    assert [field.name for field in attrs.fields(kernel.Scope)] == ["id", "nursery"]
+    assert [field.name for field in attrs.fields(kernel.Scope)] == ["id", "nursery", "runtime"]
     scope = kernel.Scope("worker", None)  # type: ignore[arg-type]
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         scope.id = "other"  # type: ignore[misc]
