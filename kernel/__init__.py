@@ -7,7 +7,7 @@ anything starts.
 This package imports ``middleware`` and ``resilience``, never the other way round.
 """
 
-from kernel import events, metrics, observability, tags
+from kernel import events, exposure, metrics, observability, tags
 from kernel._builtins import logger
 from kernel._definitions import (
     App,
@@ -49,6 +49,7 @@ from kernel._runtime import Runtime, run
 from kernel._scope import Scope
 from kernel._service import Service
 from kernel._shutdown import ShuttingDown
+from kernel.exposure._remote import remote_task as remote
 from kernel.observability._logging import LogConfig
 from kernel.observability._redaction import Redaction
 from kernel.observability._tracing import TracingConfig
@@ -91,6 +92,7 @@ __all__ = [
     "dry_run",
     "event",
     "events",
+    "exposure",
     "hook",
     "logger",
     "main",
@@ -98,6 +100,7 @@ __all__ = [
     "observability",
     "optional",
     "override",
+    "remote",
     "resource",
     "run",
     "tag",

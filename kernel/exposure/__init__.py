@@ -1,6 +1,28 @@
 """HTTP exposure of tasks and events (hypercorn + Starlette on trio), and remote tasks.
 
-Needs the ``http`` extra: ``pip install 'trio-runner[http]'``.
+    exposure = kernel.exposure.http("api", auth=kernel.exposure.BearerAuth(tokens={...}),
+                                    allow_tasks=("orders.*",))
+    payments = kernel.exposure.remote("payments", base_url="http://10.0.0.7:8080", token=...)
+    app = kernel.App("shop", register=[..., payments],
+                     overrides=[kernel.override(charge, kernel.remote(charge, via=payments))])
+
+Serving needs the ``http`` extra (``pip install 'trio-runner[http]'``); importing this
+package does not import hypercorn, Starlette or httpx.
 """
 
-__all__: list[str] = []
+from kernel.exposure._config import BearerAuth, ExposureConfig
+from kernel.exposure._remote import RemoteEndpoint, remote, remote_task, request_id, retryable
+from kernel.exposure._server import Exposure, http, principal
+
+__all__ = [
+    "BearerAuth",
+    "Exposure",
+    "ExposureConfig",
+    "RemoteEndpoint",
+    "http",
+    "principal",
+    "remote",
+    "remote_task",
+    "request_id",
+    "retryable",
+]
