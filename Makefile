@@ -25,9 +25,9 @@ types: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=95
 
-## make run: the example program.
+## make run: the example order service (HTTP on 127.0.0.1:8080; Ctrl-C stops it gracefully).
 run: $(STAMP)
-	$(BIN)/python examples/flaky_upstream.py
+	$(BIN)/python examples/service
 
 ## make bench: every scenario, ours beside the peers and BlueLibs Runner (npm ci on first use);
 ## prints the table, writes bench/results/latest.json and latest.png.
