@@ -27,12 +27,18 @@ Log = Callable[[str], None]
 
 @attrs.frozen(kw_only=True)
 class Measurement:
-    """The outcome of one scenario: statistics, or why there are none."""
+    """The outcome of one scenario: statistics, or why there are none.
+
+    ``details``: figures the loop reports beyond the per-call time (a loop object with a
+    ``details() -> str | None`` method, read after the timing: e.g. requests/s and latency
+    percentiles of a load scenario); printed with the notes.
+    """
 
     scenario: Scenario
     status: Status
     stats: Stats | None = None
     reason: str | None = None
+    details: str | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -138,7 +144,13 @@ async def _measure_python(
             if isinstance(outcome, Exception):
                 outcomes[key] = _error(by_id[key], outcome, log)
             else:
-                outcomes[key] = Measurement(scenario=by_id[key], status="ok", stats=outcome)
+                details = getattr(loops[key], "details", None)
+                outcomes[key] = Measurement(
+                    scenario=by_id[key],
+                    status="ok",
+                    stats=outcome,
+                    details=None if details is None else details(),
+                )
     return [outcomes[s.id] for s in scenarios]
 
 

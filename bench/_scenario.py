@@ -37,6 +37,7 @@ GROUPS = (
     "middleware",
     "failure path",
     "kernel",
+    "http",
 )
 
 

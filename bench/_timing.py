@@ -17,6 +17,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 import attrs
 
 #: A scenario's timing loop: ``await loop(n)`` performs ``n`` calls of the measured shape.
+#: A loop object may also have ``min_calls`` (calibration never settles below it: a load
+#: loop needs its concurrency filled) and ``details()`` (see `bench._execute.Measurement`).
 Loop = Callable[[int], Awaitable[None]]
 
 
@@ -103,17 +105,19 @@ async def calibrate(loop: Loop, settings: Settings) -> int:
 
     The loop grows until it lasts an eighth of the target, then is rescaled twice more:
     the first, cold calls are slow, so one estimate alone would give far too few calls.
+    It starts at, and never returns less than, the loop's ``min_calls`` if it has one.
     """
     target, most = settings.target_rep_ns, settings.max_calls
-    calls = 1
+    least = min(most, max(1, getattr(loop, "min_calls", 1)))
+    calls = least
     elapsed = await timed(loop, calls)
     while elapsed * 8 < target and calls < most:
         calls = min(calls * 4, most)
         elapsed = await timed(loop, calls)
     for _ in range(2):
-        calls = calls_for(target, calls, elapsed, most)
+        calls = max(least, calls_for(target, calls, elapsed, most))
         elapsed = await timed(loop, calls)
-    return calls_for(target, calls, elapsed, most)
+    return max(least, calls_for(target, calls, elapsed, most))
 
 
 async def measure_all(

@@ -98,9 +98,14 @@ def render(results: Results, verdicts: Sequence[Verdict], settings: Settings, *,
         f"median of {settings.reps} repetitions of ~{settings.target_rep_ns / 1e6:g} ms after "
         "warm-up, GC off while timing.",
     ]
-    notes = [m.scenario for m in results.measurements if m.scenario.note is not None]
+    notes = [
+        f"- {m.scenario.label}: {text}"
+        for m in results.measurements
+        for text in (m.scenario.note, m.details)
+        if text is not None
+    ]
     if notes:
-        lines += ["", "notes:", *(f"- {s.label}: {s.note}" for s in notes)]
+        lines += ["", "notes:", *notes]
     if verdicts:
         vhead = ["target", "measure", "value", "reference", "ratio", "limit", "ok"]
         lines += ["", *_align([vhead, *(_verdict_row(v) for v in verdicts)], right={2, 3, 4})]
@@ -119,6 +124,7 @@ def _scenario_entry(m: Measurement, results: Results) -> dict[str, Any]:
         "status": m.status,
         "reason": m.reason,
         "note": s.note,
+        "details": m.details,
         "median_ns": None if m.stats is None else m.stats.median_ns,
         "overhead_ns": results.overhead(s.id),
         "stats": None if m.stats is None else attrs.asdict(m.stats),

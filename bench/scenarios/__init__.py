@@ -1,8 +1,9 @@
 """The registry: every scenario of every group, in table order.
 
 One module per group (``floor``, ``retry``, ``circuit``, ``cache``, ``limits``,
-``pipeline``, ``failure``, ``kernel``), each exporting ``SCENARIOS``; the BlueLibs Runner
-rows come from ``bench.anchors.runner``. Adding a scenario means adding it to its module.
+``pipeline``, ``failure``, ``kernel``, ``http``), each exporting ``SCENARIOS``; the
+BlueLibs Runner rows come from ``bench.anchors.runner``. Adding a scenario means adding it
+to its module.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Iterable
 
 from bench._scenario import GROUPS, Scenario
 from bench.anchors import runner
-from bench.scenarios import cache, circuit, failure, floor, kernel, limits, pipeline, retry
+from bench.scenarios import cache, circuit, failure, floor, http, kernel, limits, pipeline, retry
 
 
 def _in_table_order(scenarios: Iterable[Scenario]) -> tuple[Scenario, ...]:
@@ -46,6 +47,7 @@ REGISTRY: tuple[Scenario, ...] = _in_table_order(
         *pipeline.SCENARIOS,
         *failure.SCENARIOS,
         *kernel.SCENARIOS,
+        *http.SCENARIOS,
         *runner.SCENARIOS,
     )
 )

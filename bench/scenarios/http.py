@@ -1,0 +1,199 @@
+"""The HTTP row: a trivial task served by ``kernel.exposure.http`` on loopback, called
+through ``kernel.remote`` from a client app with 64 requests in flight.
+
+The per-call figure is wall time / requests: one over the throughput. Client and server
+share this process and its one trio thread, so it is the CPU cost of a request on both
+sides (HTTP/1.1 over loopback, JSON both ways). Requests/s and the latency percentiles
+come from the loop's `Concurrent.details`, printed with the notes. A repetition is never
+fewer requests than the concurrency (`Concurrent.min_calls`): quick runs make a few
+hundred requests, full runs about 1,200 (more on a fast machine).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
+
+import attrs
+import trio
+from loguru import logger
+
+import kernel
+from bench._scenario import Scenario
+from bench._timing import Loop
+
+#: Requests in flight at once (the issue's load row: 5,000 requests at concurrency 64).
+CONCURRENCY = 64
+TOKEN = "bench-token"
+
+
+@attrs.frozen(kw_only=True)
+class LoadSummary:
+    """What a `Concurrent` loop saw over its latest run of same-size calls."""
+
+    requests: int
+    wall_ns: int
+    p50_ns: int
+    p99_ns: int
+
+    @property
+    def per_second(self) -> float:
+        """Requests per second over the wall time of those calls."""
+        return self.requests * 1e9 / max(self.wall_ns, 1)
+
+
+def _percentile(ordered: list[int], q: float) -> int:
+    """The nearest-rank ``q`` percentile (0 < q <= 1) of sorted samples."""
+    return ordered[max(1, math.ceil(q * len(ordered))) - 1]
+
+
+@attrs.define(eq=False)
+class Concurrent:
+    """A timing loop: ``await loop(n)`` makes ``n`` requests, ``concurrency`` at a time.
+
+    Each request is ``await request()``; its latency is recorded. The summary covers the
+    latest calls made with the same ``n`` (the harness's warm-up and timed repetitions,
+    after calibration has settled on ``n``). A failed request propagates.
+    """
+
+    request: Callable[[], Awaitable[object]]
+    concurrency: int = CONCURRENCY
+    _size: int = 0
+    _left: int = 0
+    _wall_ns: int = 0
+    _latencies: list[int] = attrs.Factory(list)
+
+    @property
+    def min_calls(self) -> int:
+        """The fewest calls per repetition the bench may ask for: one per slot."""
+        return self.concurrency
+
+    async def __call__(self, n: int) -> None:
+        if n != self._size:
+            self.reset()
+            self._size = n
+        self._left = n
+        start = time.perf_counter_ns()
+        async with trio.open_nursery() as nursery:
+            for _ in range(min(self.concurrency, n)):
+                nursery.start_soon(self._worker)
+        self._wall_ns += time.perf_counter_ns() - start
+
+    async def _worker(self) -> None:
+        request, record, clock = self.request, self._latencies.append, time.perf_counter_ns
+        while self._left > 0:
+            self._left -= 1
+            began = clock()
+            await request()
+            record(clock() - began)
+
+    def reset(self) -> None:
+        """Forget what was recorded (after a warm-up)."""
+        self._size, self._wall_ns, self._latencies = 0, 0, []
+
+    def summary(self) -> LoadSummary | None:
+        """Requests, wall time and latency p50/p99 of the latest same-size calls."""
+        if not self._latencies:
+            return None
+        ordered = sorted(self._latencies)
+        return LoadSummary(
+            requests=len(ordered),
+            wall_ns=self._wall_ns,
+            p50_ns=_percentile(ordered, 0.50),
+            p99_ns=_percentile(ordered, 0.99),
+        )
+
+    def details(self) -> str | None:
+        """The summary as the bench report prints it."""
+        s = self.summary()
+        if s is None:
+            return None
+        return (
+            f"{s.per_second:,.0f} requests/s; latency p50 {s.p50_ns / 1e6:.2f} ms, "
+            f"p99 {s.p99_ns / 1e6:.2f} ms ({s.requests:,} requests, "
+            f"{self.concurrency} in flight)"
+        )
+
+
+async def _ping(x: Any = None) -> Any:
+    """The trivial task: returns its argument."""
+    return x
+
+
+ping = kernel.task("bench.http.ping")(_ping)
+
+
+@contextmanager
+def quiet_exposure() -> Iterator[None]:
+    """The exposure's per-call log lines off (loguru's default sink is the terminal: the
+    figures would measure it)."""
+    logger.disable("kernel.exposure")
+    try:
+        yield
+    finally:
+        logger.enable("kernel.exposure")
+
+
+@asynccontextmanager
+async def serving() -> AsyncIterator[str]:
+    """An app exposing ``ping`` over HTTP on loopback; yields its URL."""
+    from kernel.exposure._config import BearerAuth
+    from kernel.exposure._server import http
+
+    exposure = http("bench.http.exposure", auth=BearerAuth(tokens=[TOKEN]), allow_tasks=[ping.id])
+    async with kernel.run(kernel.App("bench.http.server", register=[ping, exposure])) as rt:
+        yield rt.resource(exposure).url
+
+
+@asynccontextmanager
+async def remote_calls(concurrency: int = CONCURRENCY) -> AsyncIterator[Concurrent]:
+    """A `Concurrent` loop of ``await rt.run_task(ping, 1)`` in a client app where ``ping``
+    is ``kernel.remote(ping, ...)`` of the served one."""
+    from kernel.exposure._remote import remote, remote_task
+
+    async with serving() as url:
+        endpoint = remote("bench.http.endpoint", base_url=url, token=TOKEN)
+        client = kernel.App(
+            "bench.http.client",
+            register=[endpoint, ping],
+            overrides=[kernel.override(ping, remote_task(ping, via=endpoint))],
+        )
+        async with kernel.run(client) as rt:
+            run_task = rt.run_task
+
+            async def request() -> None:
+                if await run_task(ping, 1) != 1:
+                    raise RuntimeError("bench.http.ping: wrong answer")
+
+            yield Concurrent(request, concurrency)
+
+
+@asynccontextmanager
+async def load_64() -> AsyncIterator[Loop]:
+    """The bench row: `remote_calls` with 64 in flight, the exposure's log lines off, its
+    connections opened by a first wave of requests left out of the figures."""
+    with quiet_exposure():
+        async with remote_calls() as loop:
+            await loop(CONCURRENCY)
+            loop.reset()
+            yield loop
+
+
+SCENARIOS = (
+    Scenario(
+        id="http.remote_64",
+        label="http: kernel.remote -> kernel.exposure.http, 64 in flight (per request)",
+        group="http",
+        who="ours",
+        baseline=None,
+        setup=load_64,
+        note=(
+            "per request = 1 / throughput; client and server share this process and thread "
+            "(HTTP/1.1 on loopback); each repetition is at least 64 requests; the "
+            "exposure's per-call log lines are off"
+        ),
+    ),
+)
