@@ -32,7 +32,6 @@ class Factory(Protocol):
 
     def bind(self, target_id: str) -> Bound:
         """The middleware for the function named ``target_id``."""
-        ...
 
 
 def _is_middleware(value: object) -> bool:
