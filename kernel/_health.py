@@ -28,6 +28,7 @@ import resilience as rs
 from kernel import tags
 from kernel._definitions import Resource
 from kernel._graph import Graph
+from kernel.observability._logging import active_redaction
 
 __all__ = [
     "CheckResult",
@@ -306,9 +307,10 @@ async def _run_check(target: HealthTarget, seconds: float, results: dict[str, Ch
 
 
 def _describe(exc: Exception) -> str:
-    """``"Type: message"`` on one line, cut to `MAX_ERROR_LENGTH`; never raises."""
+    """``"Type: message"`` on one line, redacted by the active policy (a connection string's
+    password, a card number), cut to `MAX_ERROR_LENGTH`; never raises."""
     try:
-        message = " ".join(str(exc).split())
+        message = active_redaction().redact_text(" ".join(str(exc).split()))
     except Exception:
         message = "<unprintable message>"
     text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__

@@ -38,6 +38,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+import resilience as rs
 from kernel._config import converter, structure
 from kernel._definitions import Event, Task
 from kernel._errors import ConfigError, PublicError
@@ -224,6 +225,10 @@ class ExposureApp:
 
     def __init__(self, runtime: Runtime, config: ExposureConfig) -> None:
         self._runtime = runtime
+        # Unauthenticated probes share one report per period (single-flight): no amplification.
+        self._health_cache = (
+            rs.Cache(ttl=config.health_cache, max_size=1) if config.health_cache > 0 else None
+        )
         self._config = config
         graph = runtime.graph
         self._tasks = {
@@ -305,14 +310,25 @@ class ExposureApp:
             return self._answer(request.scope, exc)
         return Response(self._discovery, 200, media_type=_JSON)
 
+    async def _health_report(self) -> dict[str, Any]:
+        if self._health_cache is None:
+            return (await self._runtime.health()).to_dict()
+        report: dict[str, Any] = await self._health_cache.get_or_compute(
+            "report", self._fresh_health_report
+        )
+        return report
+
+    async def _fresh_health_report(self) -> dict[str, Any]:
+        return (await self._runtime.health()).to_dict()
+
     async def health(self, request: Request) -> Response:
         """``GET /health``: ``rt.health()``; 503 when the app is unhealthy."""
-        report = (await self._runtime.health()).to_dict()
+        report = await self._health_report()
         return _json(503 if report["status"] == "unhealthy" else 200, report)
 
     async def ready(self, request: Request) -> Response:
         """``GET /ready``: ``rt.health()``; 503 while the app is not ready."""
-        report = (await self._runtime.health()).to_dict()
+        report = await self._health_report()
         return _json(200 if self._runtime.ready else 503, report)
 
     async def metrics(self, request: Request) -> Response:

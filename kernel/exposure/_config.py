@@ -17,7 +17,14 @@ import attrs
 
 from kernel._definitions import Tag, tag
 from kernel._errors import DefinitionError
-from resilience._validate import fail, is_bool, non_negative_duration, positive_int, to_seconds
+from resilience._validate import (
+    fail,
+    is_bool,
+    non_negative_duration,
+    positive_duration,
+    positive_int,
+    to_seconds,
+)
 
 __all__ = ["EXPOSURE", "Authenticator", "BearerAuth", "ExposureConfig"]
 
@@ -193,6 +200,12 @@ class ExposureConfig:
     allow_anonymous: bool = attrs.field(default=False, validator=is_bool)
     graceful_timeout: float = attrs.field(
         default=5.0, converter=to_seconds, validator=non_negative_duration
+    )
+    read_timeout: float = attrs.field(
+        default=30.0, converter=to_seconds, validator=positive_duration
+    )
+    health_cache: float = attrs.field(
+        default=1.0, converter=to_seconds, validator=non_negative_duration
     )
 
     def __attrs_post_init__(self) -> None:

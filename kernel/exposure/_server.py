@@ -14,6 +14,7 @@ exposure starts (the ``http`` extra).
 from __future__ import annotations
 
 import logging
+import math
 import socket
 from collections.abc import Iterable
 from contextvars import ContextVar
@@ -76,6 +77,8 @@ def http(
     metrics: bool = True,
     allow_anonymous: bool = False,
     graceful_timeout: float | timedelta = 5.0,
+    read_timeout: float | timedelta = 30.0,
+    health_cache: float | timedelta = 1.0,
 ) -> Resource:
     """A resource serving the app's allowed tasks and events over HTTP; its value is an
     `Exposure` (``rt.resource(exposure).url``).
@@ -91,6 +94,10 @@ def http(
       ``max_depth``: the deepest JSON nesting (400 beyond, at most 512).
     - ``health``: serve ``GET /health`` and ``GET /ready``; ``metrics``: ``GET /metrics``.
     - ``graceful_timeout``: seconds (or a timedelta) requests in flight get when it stops.
+    - ``read_timeout``: seconds a connection may wait for request data (a client that stalls
+      mid-body is disconnected, not held forever).
+    - ``health_cache``: seconds ``/health`` and ``/ready`` reuse one health report, so a
+      flood of unauthenticated probes runs the checks at most once per period (0: always).
 
     Tasks and hooks run by a call read who made it from `principal` (a ContextVar). Bad
     settings raise TypeError/ValueError naming the setting, here. The resource carries
@@ -110,6 +117,8 @@ def http(
         metrics=metrics,
         allow_anonymous=allow_anonymous,
         graceful_timeout=graceful_timeout,
+        read_timeout=read_timeout,
+        health_cache=health_cache,
     )
 
     async def serve_http(scope: Scope) -> Exposure:
@@ -160,6 +169,7 @@ def server_config(server: Config, config: ExposureConfig, fd: int) -> Config:
     server.accesslog = None  # every call is logged by the app, redacted, with its request id
     server.errorlog = logging.getLogger(SERVER_LOGGER)
     server.graceful_timeout = config.graceful_timeout
+    server.read_timeout = math.ceil(config.read_timeout)  # hypercorn types it as whole seconds
     server.include_server_header = False
     return server
 

@@ -53,6 +53,8 @@ _CARD_RUN: Final = re.compile(r"(?<![0-9])(?<![0-9][ -])[0-9](?:[ -]?[0-9]){12,}
 _DIGIT_GROUP: Final = re.compile(r"[0-9]+")
 _SSN: Final = re.compile(r"(?<![0-9])[0-9]{3}-[0-9]{2}-[0-9]{4}(?![0-9])")
 _EMAIL: Final = re.compile(r"[\w.%+-]+@[\w-]+(?:\.[\w-]+)+")
+#: ``scheme://user:password@``: the password of a URL with credentials.
+_URL_PASSWORD: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]*):([^\s/@]+)@")
 _KEYS_SEEN_MAX: Final = 4096
 _CARD_INT_MIN: Final = 10**12
 _CARD_INT_END: Final = 10**19
@@ -136,8 +138,9 @@ def _is_bool(instance: Redaction, attribute: attrs.Attribute[Any], value: Any) -
 class Redaction:
     """A redaction policy: sensitive keys and the value patterns to hide (module docstring).
 
-    ``keys`` replaces the default deny-list, ``extra_keys`` extends it; ``cards`` and
-    ``ssns`` (on by default) and ``emails`` (off) switch the value patterns.
+    ``keys`` replaces the default deny-list, ``extra_keys`` extends it; ``cards``, ``ssns``
+    and ``url_credentials`` (the password in ``scheme://user:password@host``; all on by
+    default) and ``emails`` (off) switch the value patterns.
     ``Redaction.off()`` redacts nothing.
     """
 
@@ -150,6 +153,7 @@ class Redaction:
     cards: bool = attrs.field(default=True, validator=_is_bool)
     ssns: bool = attrs.field(default=True, validator=_is_bool)
     emails: bool = attrs.field(default=False, validator=_is_bool)
+    url_credentials: bool = attrs.field(default=True, validator=_is_bool)
     _key_pattern: re.Pattern[str] | None = attrs.field(init=False, repr=False, eq=False)
     _keys_seen: dict[str, tuple[str, bool]] = attrs.field(
         init=False, repr=False, eq=False, factory=dict
@@ -163,12 +167,18 @@ class Redaction:
     @classmethod
     def off(cls) -> Redaction:
         """A policy that redacts nothing."""
-        return cls(keys=(), cards=False, ssns=False, emails=False)
+        return cls(keys=(), cards=False, ssns=False, emails=False, url_credentials=False)
 
     @property
     def enabled(self) -> bool:
         """Whether this policy can redact anything at all."""
-        return self._key_pattern is not None or self.cards or self.ssns or self.emails
+        return (
+            self._key_pattern is not None
+            or self.cards
+            or self.ssns
+            or self.emails
+            or self.url_credentials
+        )
 
     def is_sensitive(self, key: object) -> bool:
         """Whether the value under ``key`` (a str or bytes; anything else never is) is hidden."""
@@ -179,7 +189,9 @@ class Redaction:
         return self._key(key)[1]
 
     def redact_text(self, text: str) -> str:
-        """``text`` with card numbers, SSNs (and e-mails, when on) replaced."""
+        """``text`` with card numbers, SSNs, URL passwords (and e-mails, when on) replaced."""
+        if self.url_credentials and "://" in text:
+            text = _URL_PASSWORD.sub(rf"\1:{REDACTED}@", text)
         if (self.cards or self.ssns) and _DIGIT.search(text) is not None:
             if self.cards:
                 text = _CARD_RUN.sub(_redact_cards_in_run, text)

@@ -609,3 +609,13 @@ async def test_runtime_health_reports_checks_circuits_and_readiness(autojump_clo
         rt.shutdown()
         await trio.lowlevel.checkpoint()
         assert not rt.ready
+
+
+async def test_check_errors_are_redacted_before_they_are_reported() -> None:
+    async def down(value: object) -> None:
+        raise ConnectionError("could not connect to postgres://app:s3cr3t@db:5432/orders")
+
+    report = await check_health([HealthTarget("db", down, None)], ready=True)
+    assert report.checks["db"].error == (
+        "ConnectionError: could not connect to postgres://app:[REDACTED]@db:5432/orders"
+    )

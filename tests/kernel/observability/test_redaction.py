@@ -437,3 +437,17 @@ def test_a_deny_term_as_a_word_of_a_key_makes_it_sensitive(
     else:
         key = style.join(words)
     assert Redaction().is_sensitive(key)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("postgres://app:s3cr3t@db:5432/x", "postgres://app:[REDACTED]@db:5432/x"),
+        ("redis://:pw@cache:6379", "redis://:[REDACTED]@cache:6379"),
+        ("https://example.org/a@b", "https://example.org/a@b"),
+        ("no url here: a:b@c", "no url here: a:b@c"),
+    ],
+)
+def test_url_passwords_are_redacted(text: str, expected: str) -> None:
+    assert Redaction().redact_text(text) == expected
+    assert Redaction(url_credentials=False).redact_text(text) == text
