@@ -245,13 +245,10 @@ class Cache:
             return value
         flight = self._begin(key)
         if self._nursery is not None:
-            self._nursery.start_soon(self._refresh, key, flight, fn, args, kwargs)
+            # In the background (trio ignores the returned value); the caller gets the stale one.
+            self._nursery.start_soon(self._refresh, key, flight, fn, args, kwargs, value)
             return value
-        try:
-            return await self._compute(key, flight, fn, args, kwargs)
-        except Exception as exc:
-            self._refresh_failed(key, exc)
-            return value
+        return await self._refresh(key, flight, fn, args, kwargs, value)
 
     async def _refresh(
         self,
@@ -260,15 +257,15 @@ class Cache:
         fn: Callable[..., Awaitable[Any]],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-    ) -> None:
+        stale: Any,
+    ) -> Any:
+        """The fresh value, or ``stale`` when the refresh fails (stale-if-error)."""
         try:
-            await self._compute(key, flight, fn, args, kwargs)
+            return await self._compute(key, flight, fn, args, kwargs)
         except Exception as exc:
-            self._refresh_failed(key, exc)
-
-    def _refresh_failed(self, key: Hashable, exc: Exception) -> None:
-        if _listeners:
-            emit("cache.refresh_failed", self.name, key=key, error=exc)
+            if _listeners:
+                emit("cache.refresh_failed", self.name, key=key, error=exc)
+            return stale
 
     def _begin(self, key: Hashable) -> _Flight:
         flight = self._flights.get(key)

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import runpy
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,3 +20,14 @@ def load_example() -> Callable[[str], dict[str, Any]]:
         return runpy.run_path(str(EXAMPLES / f"{name}.py"), run_name=name)
 
     return load
+
+
+def run_program(name: str) -> subprocess.CompletedProcess[str]:
+    """Run ``examples/<name>.py`` as a program, in real time; its output as text."""
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / f"{name}.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )

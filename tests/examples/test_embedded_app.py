@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from kernel._cli import main as cli
-from tests.examples.conftest import EXAMPLES
+from tests.examples.conftest import EXAMPLES, run_program
 
 
 async def test_the_embedded_kernel_runs_and_disposes(autojump_clock, capsys, load_example) -> None:
@@ -29,12 +26,6 @@ def test_its_graph_renders(capsys, monkeypatch) -> None:
 
 @pytest.mark.slow
 def test_it_runs_as_a_program() -> None:
-    done = subprocess.run(
-        [sys.executable, str(EXAMPLES / "embedded_app.py")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_program("embedded_app")
     assert done.returncode == 0, done.stderr
     assert "store closed with 2 orders" in done.stderr

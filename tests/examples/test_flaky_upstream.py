@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 
 import pytest
 
-from tests.examples.conftest import EXAMPLES
+from tests.examples.conftest import run_program
 
 
 def _number(pattern: str, text: str) -> int:
@@ -45,13 +43,7 @@ async def test_every_scene_reports_what_its_primitive_did(
 
 @pytest.mark.slow
 def test_runs_as_a_program_in_real_time() -> None:
-    done = subprocess.run(
-        [sys.executable, str(EXAMPLES / "flaky_upstream.py")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_program("flaky_upstream")
     assert done.returncode == 0, done.stderr
     assert "6. Hedge" in done.stdout
     assert done.stderr == ""
