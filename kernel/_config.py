@@ -18,8 +18,24 @@ __all__ = ["converter", "structure"]
 
 T = TypeVar("T")
 
-#: The kernel's converter: strict about unknown keys, so a typo in a config is an error.
+#: The kernel's converter: strict about unknown keys, so a typo in a config is an error,
+#: and about scalars, so ``"false"`` is not a true bool nor ``2.9`` the int 2.
 converter = cattrs.Converter(forbid_extra_keys=True)
+
+
+def _strict(type_: type[Any], accepts: tuple[type[Any], ...]) -> None:
+    def structure_scalar(value: Any, _: Any) -> Any:
+        if isinstance(value, accepts) and (type_ is bool or not isinstance(value, bool)):
+            return type_(value)
+        raise TypeError(f"expected {type_.__name__}, got {type(value).__name__} {value!r}")
+
+    converter.register_structure_hook(type_, structure_scalar)
+
+
+_strict(bool, (bool,))
+_strict(int, (int,))
+_strict(float, (int, float))
+_strict(str, (str,))
 
 
 def _format(exc: BaseException, type_: type[Any] | None) -> str:

@@ -233,7 +233,7 @@ async def test_a_payload_instance_passes_as_is() -> None:
 async def test_a_dict_payload_is_structured() -> None:
     rec = Recorder()
     bus = EventBus([TYPED], [rec.hook("h", (TYPED,))])
-    await bus.emit(TYPED, {"x": "3", "y": 4})
+    await bus.emit(TYPED, {"x": 3, "y": 4})
     assert rec.emissions[0].payload == Point(3, 4)
 
 
@@ -241,6 +241,8 @@ async def test_a_dict_payload_is_structured() -> None:
     ("payload", "message"),
     [
         ({"x": "nope"}, "event 'typed': payload.x: invalid value for type, expected int"),
+        ({"x": "3"}, "event 'typed': payload.x: invalid value for type, expected int"),
+        ({"x": 2.9}, "event 'typed': payload.x: invalid value for type, expected int"),
         ({}, "event 'typed': payload.x: required field missing"),
         (None, "event 'typed': payload: expected Point (a mapping of its fields), got None"),
         ("text", "event 'typed': payload: expected Point (a mapping of its fields), got 'text'"),
