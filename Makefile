@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-dev
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench,prometheus,otel,http]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench,prometheus,otel,http,postgres]'
 	touch $(STAMP)
 
 ## make test: THE test command — lint, format, types, tests with the branch-coverage gate.
@@ -29,7 +29,8 @@ pytest: $(STAMP)
 run: $(STAMP)
 	$(BIN)/python examples/service
 
-## make bench: every scenario, ours beside the peers and BlueLibs Runner (npm ci on first use);
+## make bench: every scenario, ours beside the peers, BlueLibs Runner (npm ci on first use) and
+## DBOS Transact (its own venv under bench/anchors/dbos_py on first use);
 ## prints the table, writes bench/results/latest.json and latest.png.
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -7,7 +7,7 @@ anything starts.
 This package imports ``middleware`` and ``resilience``, never the other way round.
 """
 
-from kernel import events, exposure, metrics, observability, tags
+from kernel import durable, events, exposure, metrics, observability, tags
 from kernel._builtins import logger
 from kernel._definitions import (
     App,
@@ -90,6 +90,7 @@ __all__ = [
     "TracingConfig",
     "UnknownEventError",
     "dry_run",
+    "durable",
     "event",
     "events",
     "exposure",

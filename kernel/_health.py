@@ -146,6 +146,7 @@ class Readiness:
 
     _ready: bool = attrs.field(default=False, init=False)
     _stopping: bool = attrs.field(default=False, init=False)
+    _started: trio.Event = attrs.field(factory=trio.Event, init=False)
 
     @property
     def ready(self) -> bool:
@@ -161,6 +162,11 @@ class Readiness:
         """Every resource is up (the ``ready`` event was emitted)."""
         if not self._stopping:
             self._ready = True
+            self._started.set()
+
+    async def wait_started(self) -> None:
+        """Return once `mark_ready` was called (at once if it was)."""
+        await self._started.wait()
 
     def mark_stopping(self) -> None:
         """Shutdown began (``disposing``): not ready any more."""

@@ -185,6 +185,12 @@ class Runtime:
         """True from the ``ready`` event until a shutdown is requested or disposal starts."""
         return self._readiness.ready and not self._shutdown.requested
 
+    async def wait_ready(self) -> None:
+        """Return once every resource is up (the ``ready`` event was emitted): for
+        background work that a resource starts during init but that needs the whole app,
+        such as a durable engine's worker."""
+        await self._readiness.wait_started()
+
     @property
     def shutting_down(self) -> bool:
         """Whether intake has stopped (new task calls raise `ShuttingDown`)."""

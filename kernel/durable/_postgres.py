@@ -1,0 +1,661 @@
+"""`PostgresStore`: the store protocol on PostgreSQL, for many workers on many machines.
+
+psycopg 3's sync API and `psycopg_pool.ConnectionPool`, called from worker threads
+(``trio.to_thread.run_sync`` with a `trio.CapacityLimiter` the size of the pool): psycopg's
+async connections do not run under trio. Each method is one transaction; a thread is never
+abandoned mid-transaction, so a cancelled call has either committed or written nothing.
+Claims lock rows with ``FOR UPDATE SKIP LOCKED``, so concurrent workers never claim one
+execution twice.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING, Any, Final, LiteralString, TypeVar
+
+import attrs
+import trio
+
+from kernel.durable._errors import CorruptRecordError, LeaseLostError, SerializationError
+from kernel.durable._records import (
+    ACTIVE,
+    STATUSES,
+    TERMINAL,
+    AuditEntry,
+    Execution,
+    Schedule,
+    Status,
+    StepRecord,
+)
+
+if TYPE_CHECKING:
+    from psycopg import Connection
+    from psycopg.rows import TupleRow
+    from psycopg.sql import Composed
+    from psycopg_pool import ConnectionPool
+
+__all__ = ["PostgresStore"]
+
+_T = TypeVar("_T")
+
+_MISSING_EXTRA: Final = (
+    "PostgresStore needs psycopg 3 and psycopg-pool: pip install 'trio-runner[postgres]'"
+)
+_IDENTIFIER: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+# Column lists in the order of the record classes' fields, so a row is `Record(*row)`.
+_EXECUTION: Final = (
+    "id, workflow, input, status, result, error, attempt, wake_at, waiting_for, "
+    "idempotency_key, owner, lease_until, created_at, updated_at"
+)
+_STEP: Final = "execution_id, step_id, position, result, completed_at"
+_SCHEDULE: Final = (
+    "id, workflow, input, next_run_at, cron, interval_seconds, paused, last_execution_id, "
+    "created_at, updated_at"
+)
+_AUDIT: Final = "execution_id, kind, at, step_id, data, seq"
+
+# The time an active execution becomes claimable by time alone (MemoryStore's `_due`).
+_DUE: Final = (
+    "CASE status WHEN 'running' THEN lease_until WHEN 'waiting' THEN wake_at "
+    "ELSE COALESCE(wake_at, updated_at) END"
+)
+_SIGNAL_BUFFERED: Final = (
+    "EXISTS (SELECT 1 FROM {s}.signals AS g WHERE g.execution_id = e.id "
+    "AND g.signal_id = e.waiting_for AND NOT g.consumed)"
+)
+
+# ``{s}`` is the quoted schema. Text compared or sorted uses the "C" collation: code point
+# order, as Python sorts, whatever the database's locale.
+_SCHEMA: Final[tuple[LiteralString, ...]] = (
+    "CREATE SCHEMA IF NOT EXISTS {s}",
+    f"""CREATE TABLE IF NOT EXISTS {{s}}.executions (
+        id TEXT COLLATE "C" PRIMARY KEY,
+        workflow TEXT COLLATE "C" NOT NULL,
+        input TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ({", ".join(f"'{s}'" for s in STATUSES)})),
+        result TEXT,
+        error TEXT,
+        attempt BIGINT NOT NULL,
+        wake_at DOUBLE PRECISION,
+        waiting_for TEXT COLLATE "C",
+        idempotency_key TEXT COLLATE "C" UNIQUE,
+        owner TEXT COLLATE "C",
+        lease_until DOUBLE PRECISION,
+        created_at DOUBLE PRECISION NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS executions_created ON {s}.executions (created_at, id)",
+    "CREATE INDEX IF NOT EXISTS executions_active ON {s}.executions (status) "
+    "WHERE status IN ('pending', 'running', 'sleeping', 'waiting')",
+    """CREATE TABLE IF NOT EXISTS {s}.steps (
+        seq BIGINT GENERATED ALWAYS AS IDENTITY,
+        execution_id TEXT COLLATE "C" NOT NULL,
+        step_id TEXT COLLATE "C" NOT NULL,
+        position BIGINT,
+        result TEXT NOT NULL,
+        completed_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (execution_id, step_id)
+    )""",
+    """CREATE TABLE IF NOT EXISTS {s}.signals (
+        seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        execution_id TEXT COLLATE "C" NOT NULL,
+        signal_id TEXT COLLATE "C" NOT NULL,
+        payload TEXT NOT NULL,
+        sent_at DOUBLE PRECISION NOT NULL,
+        consumed BOOLEAN NOT NULL DEFAULT false
+    )""",
+    "CREATE INDEX IF NOT EXISTS signals_buffered ON {s}.signals "
+    "(execution_id, signal_id, seq) WHERE NOT consumed",
+    """CREATE TABLE IF NOT EXISTS {s}.audit (
+        execution_id TEXT COLLATE "C" NOT NULL,
+        seq BIGINT NOT NULL,
+        kind TEXT NOT NULL,
+        at DOUBLE PRECISION NOT NULL,
+        step_id TEXT,
+        data TEXT NOT NULL,
+        PRIMARY KEY (execution_id, seq)
+    )""",
+    """CREATE TABLE IF NOT EXISTS {s}.audit_seq (
+        execution_id TEXT COLLATE "C" PRIMARY KEY,
+        last BIGINT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS {s}.schedules (
+        id TEXT COLLATE "C" PRIMARY KEY,
+        workflow TEXT NOT NULL,
+        input TEXT NOT NULL,
+        next_run_at DOUBLE PRECISION NOT NULL,
+        cron TEXT,
+        interval_seconds DOUBLE PRECISION,
+        paused BOOLEAN NOT NULL,
+        last_execution_id TEXT,
+        created_at DOUBLE PRECISION NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL
+    )""",
+)
+
+
+def _check_schema(_: object, attribute: attrs.Attribute[str], value: str) -> None:
+    if not _IDENTIFIER.fullmatch(value) or value.lower().startswith("pg_"):
+        raise ValueError(
+            f"schema must be a plain SQL identifier (a letter or _, then letters, digits or _; "
+            f"at most 63 characters; not starting with pg_, which PostgreSQL reserves), "
+            f"got {value!r}"
+        )
+
+
+def _target(dsn: str) -> str:
+    """``host:port`` of ``dsn``, for error messages (never the password)."""
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        params = conninfo_to_dict(dsn)
+    except ProgrammingError as exc:
+        raise ValueError(f"PostgresStore: invalid dsn: {exc}") from None
+    host = params.get("host") or params.get("hostaddr") or "localhost"
+    return f"{host}:{params.get('port') or 5432}"
+
+
+def _audit_entry(row: tuple[Any, ...]) -> AuditEntry:
+    execution_id, kind, at, step_id, text, seq = row
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        reason = str(exc)
+    else:
+        if isinstance(data, dict):
+            return AuditEntry(execution_id, kind, at, step_id, data, seq)
+        reason = f"expected a JSON object, got {type(data).__name__}"
+    raise CorruptRecordError(
+        f"audit entry {seq} of execution {execution_id!r} cannot be read back: {reason}"
+    )
+
+
+@attrs.define(eq=False)
+class PostgresStore:
+    """Executions, steps, signals, audit and schedules in PostgreSQL tables under ``schema``.
+
+    ``dsn`` is a libpq connection string or URL; ``pool_size`` bounds both the connections
+    and the threads running queries; ``connect_timeout`` (seconds) bounds connecting.
+    `open` creates the schema and tables when missing (safe from several processes at
+    once). Needs the ``postgres`` extra. See `kernel.durable.Store` for the methods.
+    """
+
+    _dsn: str = attrs.field(repr=False, alias="dsn")
+    schema: str = attrs.field(default="durable", kw_only=True, validator=_check_schema)
+    pool_size: int = attrs.field(default=8, kw_only=True, validator=attrs.validators.ge(1))
+    connect_timeout: float = attrs.field(
+        default=10.0, kw_only=True, validator=attrs.validators.gt(0)
+    )
+    local: bool = attrs.field(default=False, init=False)
+    _pool: ConnectionPool[Connection[TupleRow]] | None = attrs.field(
+        default=None, init=False, repr=False
+    )
+    _limiter: trio.CapacityLimiter | None = attrs.field(default=None, init=False, repr=False)
+
+    # ------------------------------------------------------------------ plumbing
+
+    async def open(self) -> None:
+        """Connect, create the schema and tables when missing and start the pool.
+
+        Idempotent. Raises ImportError without the ``postgres`` extra and ConnectionError
+        (naming host and port, never the password) when the server cannot be reached.
+        Connects in a worker thread; a cancellation waits for that attempt to finish.
+        """
+        if self._pool is not None:
+            await trio.lowlevel.checkpoint()
+            return
+        try:
+            import psycopg
+            import psycopg_pool
+        except ImportError as exc:
+            raise ImportError(_MISSING_EXTRA) from exc
+        target = _target(self._dsn)
+        timeout = max(2, math.ceil(self.connect_timeout))  # libpq's unit and minimum
+
+        def connect() -> ConnectionPool[Connection[TupleRow]]:
+            try:
+                with psycopg.connect(self._dsn, autocommit=True, connect_timeout=timeout) as conn:
+                    self._create_schema(conn)
+                pool = psycopg_pool.ConnectionPool(
+                    self._dsn,
+                    kwargs={"autocommit": True, "connect_timeout": timeout},
+                    min_size=1,
+                    max_size=self.pool_size,
+                    open=True,
+                    name=f"kernel.durable:{self.schema}",
+                    timeout=self.connect_timeout,
+                )
+                pool.wait(timeout=self.connect_timeout)  # closes the pool when it fails
+            except psycopg.OperationalError as exc:  # PoolTimeout is one too
+                reason = str(exc).strip()
+                raise ConnectionError(
+                    f"PostgresStore cannot connect to PostgreSQL at {target}: {reason}"
+                ) from None
+            return pool
+
+        opened = await trio.to_thread.run_sync(connect)
+        self._limiter = trio.CapacityLimiter(self.pool_size)
+        self._pool = opened
+
+    def _create_schema(self, conn: Connection[TupleRow]) -> None:
+        with conn.transaction():
+            # Serializes concurrent opens: CREATE ... IF NOT EXISTS races otherwise.
+            conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                (f"kernel.durable:{self.schema}",),
+            )
+            for statement in _SCHEMA:
+                conn.execute(self._q(statement))
+
+    async def close(self) -> None:
+        """Close the pool's connections (waits for running queries). Idempotent."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            await trio.lowlevel.checkpoint()
+            return
+        await trio.to_thread.run_sync(pool.close)
+
+    def _q(self, text: LiteralString) -> Composed:
+        """``text`` with ``{s}`` replaced by the quoted schema name."""
+        from psycopg import sql
+
+        return sql.SQL(text).format(s=sql.Identifier(self.schema))
+
+    async def _run(self, work: Callable[[Connection[TupleRow]], _T], *, single: bool = False) -> _T:
+        """``work(conn)`` in one transaction, in a worker thread.
+
+        ``single``: ``work`` runs one statement, a transaction of its own in autocommit
+        mode; skipping BEGIN and COMMIT saves two round trips.
+        """
+        pool = self._pool
+        if pool is None:
+            raise RuntimeError("PostgresStore is not open: await store.open() first")
+
+        def transaction() -> _T:
+            with pool.connection() as conn:
+                if single:
+                    return work(conn)
+                with conn.transaction():
+                    return work(conn)
+
+        return await trio.to_thread.run_sync(transaction, limiter=self._limiter)
+
+    def _fence(self, conn: Connection[TupleRow], execution_id: str, worker: str) -> None:
+        """Lock the execution's row until commit, or raise LeaseLostError if not owned."""
+        row = conn.execute(
+            self._q(
+                "SELECT 1 FROM {s}.executions "
+                "WHERE id = %s AND status = 'running' AND owner = %s FOR UPDATE"
+            ),
+            (execution_id, worker),
+        ).fetchone()
+        if row is None:
+            raise _lease_lost(execution_id, worker)
+
+    # ------------------------------------------------------------------ executions
+
+    def _create(self, conn: Connection[TupleRow], execution: Execution) -> Execution:
+        row = conn.execute(
+            self._q(
+                f"INSERT INTO {{s}}.executions ({_EXECUTION}) "
+                f"VALUES ({', '.join(['%s'] * 14)}) ON CONFLICT DO NOTHING RETURNING {_EXECUTION}"
+            ),
+            attrs.astuple(execution, recurse=False),
+        ).fetchone()
+        if row is None and execution.idempotency_key is not None:
+            row = conn.execute(
+                self._q(f"SELECT {_EXECUTION} FROM {{s}}.executions WHERE idempotency_key = %s"),
+                (execution.idempotency_key,),
+            ).fetchone()
+        if row is None:
+            raise ValueError(f"execution id {execution.id!r} is already used")
+        return Execution(*row)
+
+    async def create_execution(self, execution: Execution) -> Execution:
+        return await self._run(lambda conn: self._create(conn, execution))
+
+    async def get_execution(self, execution_id: str) -> Execution | None:
+        def work(conn: Connection[TupleRow]) -> Execution | None:
+            row = conn.execute(
+                self._q(f"SELECT {_EXECUTION} FROM {{s}}.executions WHERE id = %s"),
+                (execution_id,),
+            ).fetchone()
+            return None if row is None else Execution(*row)
+
+        return await self._run(work, single=True)
+
+    async def list_executions(
+        self, *, statuses: Collection[Status] | None = None, workflow: str | None = None
+    ) -> list[Execution]:
+        def work(conn: Connection[TupleRow]) -> list[Execution]:
+            rows = conn.execute(
+                self._q(
+                    f"SELECT {_EXECUTION} FROM {{s}}.executions "
+                    "WHERE (%(any_status)s OR status = ANY(%(statuses)s::text[])) "
+                    "AND (%(workflow)s::text IS NULL OR workflow = %(workflow)s) "
+                    "ORDER BY created_at, id"
+                ),
+                {
+                    "any_status": statuses is None,
+                    "statuses": list(statuses or ()),
+                    "workflow": workflow,
+                },
+            ).fetchall()
+            return [Execution(*row) for row in rows]
+
+        return await self._run(work, single=True)
+
+    async def claim(
+        self, worker: str, *, now: float, lease_until: float, limit: int
+    ) -> list[Execution]:
+        def work(conn: Connection[TupleRow]) -> list[Execution]:
+            ids = [
+                row[0]
+                for row in conn.execute(
+                    self._q(
+                        "SELECT id FROM {s}.executions AS e WHERE "
+                        "(status = 'running' AND lease_until < %(now)s) "
+                        "OR (status IN ('pending', 'sleeping') "
+                        "AND COALESCE(wake_at, updated_at) <= %(now)s) "
+                        "OR (status = 'waiting' AND (wake_at <= %(now)s OR "
+                        f"{_SIGNAL_BUFFERED})) "
+                        f"ORDER BY COALESCE({_DUE}, %(now)s), created_at, id "
+                        "LIMIT %(limit)s FOR UPDATE OF e SKIP LOCKED"
+                    ),
+                    {"now": now, "limit": max(limit, 0)},
+                )
+            ]
+            if not ids:
+                return []
+            rows = conn.execute(
+                self._q(
+                    "UPDATE {s}.executions SET status = 'running', owner = %s, "
+                    "lease_until = %s, wake_at = NULL, waiting_for = NULL, updated_at = %s "
+                    f"WHERE id = ANY(%s) RETURNING {_EXECUTION}"
+                ),
+                (worker, lease_until, now, ids),
+            ).fetchall()
+            claimed = {row[0]: Execution(*row) for row in rows}
+            return [claimed[execution_id] for execution_id in ids]
+
+        return await self._run(work)
+
+    async def renew(self, execution_id: str, worker: str, *, lease_until: float) -> None:
+        def work(conn: Connection[TupleRow]) -> None:
+            cursor = conn.execute(
+                self._q(
+                    "UPDATE {s}.executions SET lease_until = %s "
+                    "WHERE id = %s AND status = 'running' AND owner = %s"
+                ),
+                (lease_until, execution_id, worker),
+            )
+            if cursor.rowcount == 0:
+                raise _lease_lost(execution_id, worker)
+
+        await self._run(work, single=True)
+
+    async def release(
+        self,
+        execution_id: str,
+        worker: str,
+        *,
+        status: Status,
+        now: float,
+        result: str | None = None,
+        error: str | None = None,
+        wake_at: float | None = None,
+        waiting_for: str | None = None,
+        attempt: int | None = None,
+    ) -> Execution:
+        def work(conn: Connection[TupleRow]) -> Execution:
+            row = conn.execute(
+                self._q(
+                    "UPDATE {s}.executions SET status = %s, result = %s, error = %s, "
+                    "wake_at = %s, waiting_for = %s, attempt = COALESCE(%s, attempt), "
+                    "owner = NULL, lease_until = NULL, updated_at = %s "
+                    "WHERE id = %s AND status = 'running' AND owner = %s "
+                    f"RETURNING {_EXECUTION}"
+                ),
+                (status, result, error, wake_at, waiting_for, attempt, now, execution_id, worker),
+            ).fetchone()
+            if row is None:
+                raise _lease_lost(execution_id, worker)
+            return Execution(*row)
+
+        return await self._run(work, single=True)
+
+    async def request_cancel(self, execution_id: str, *, now: float) -> Execution | None:
+        def work(conn: Connection[TupleRow]) -> Execution | None:
+            row = conn.execute(
+                self._q(
+                    "UPDATE {s}.executions SET status = 'cancelled', owner = NULL, "
+                    "lease_until = NULL, wake_at = NULL, waiting_for = NULL, updated_at = %s "
+                    f"WHERE id = %s AND status <> ALL(%s) RETURNING {_EXECUTION}"
+                ),
+                (now, execution_id, sorted(TERMINAL)),
+            ).fetchone()
+            if row is None:
+                row = conn.execute(
+                    self._q(f"SELECT {_EXECUTION} FROM {{s}}.executions WHERE id = %s"),
+                    (execution_id,),
+                ).fetchone()
+            return None if row is None else Execution(*row)
+
+        return await self._run(work)
+
+    async def next_due(self) -> float | None:
+        def work(conn: Connection[TupleRow]) -> float | None:
+            row = conn.execute(
+                self._q(
+                    f"SELECT MIN(due) FROM (SELECT {_DUE} AS due FROM {{s}}.executions "
+                    "WHERE status = ANY(%s) "
+                    "UNION ALL SELECT next_run_at FROM {s}.schedules WHERE NOT paused) AS t"
+                ),
+                (sorted(ACTIVE),),
+            ).fetchone()
+            due: float | None = row[0] if row is not None else None
+            return due
+
+        return await self._run(work, single=True)
+
+    # ------------------------------------------------------------------ steps
+
+    def _record(self, conn: Connection[TupleRow], step: StepRecord) -> None:
+        conn.execute(
+            self._q(
+                f"INSERT INTO {{s}}.steps ({_STEP}) VALUES (%s, %s, %s, %s, %s) "
+                "ON CONFLICT (execution_id, step_id) DO NOTHING"
+            ),
+            attrs.astuple(step, recurse=False),
+        )
+
+    async def record_step(self, worker: str, step: StepRecord) -> None:
+        def work(conn: Connection[TupleRow]) -> None:
+            self._fence(conn, step.execution_id, worker)
+            self._record(conn, step)
+
+        await self._run(work)
+
+    async def list_step_results(self, execution_id: str) -> list[StepRecord]:
+        def work(conn: Connection[TupleRow]) -> list[StepRecord]:
+            rows = conn.execute(
+                self._q(f"SELECT {_STEP} FROM {{s}}.steps WHERE execution_id = %s ORDER BY seq"),
+                (execution_id,),
+            ).fetchall()
+            return [StepRecord(*row) for row in rows]
+
+        return await self._run(work, single=True)
+
+    # ------------------------------------------------------------------ signals
+
+    async def send_signal(
+        self, execution_id: str, signal_id: str, payload: str, *, now: float
+    ) -> bool:
+        def work(conn: Connection[TupleRow]) -> bool:
+            cursor = conn.execute(
+                self._q(
+                    "INSERT INTO {s}.signals (execution_id, signal_id, payload, sent_at) "
+                    "SELECT id, %s, %s, %s FROM {s}.executions WHERE id = %s"
+                ),
+                (signal_id, payload, now, execution_id),
+            )
+            return cursor.rowcount > 0
+
+        return await self._run(work, single=True)
+
+    async def consume_signal(
+        self,
+        worker: str,
+        execution_id: str,
+        signal_id: str,
+        *,
+        step_id: str,
+        position: int,
+        now: float,
+    ) -> str | None:
+        def work(conn: Connection[TupleRow]) -> str | None:
+            self._fence(conn, execution_id, worker)  # also serializes consumers
+            row = conn.execute(
+                self._q(
+                    "UPDATE {s}.signals SET consumed = true WHERE seq = ("
+                    "SELECT seq FROM {s}.signals WHERE execution_id = %s AND signal_id = %s "
+                    "AND NOT consumed ORDER BY seq LIMIT 1) RETURNING seq, payload"
+                ),
+                (execution_id, signal_id),
+            ).fetchone()
+            if row is None:
+                return None
+            seq, payload = row
+            try:
+                value = json.loads(payload)
+            except ValueError as exc:
+                raise CorruptRecordError(
+                    f"signal {signal_id!r} (#{seq}) of execution {execution_id!r} cannot be "
+                    f"read back: {exc}"
+                ) from None
+            result = json.dumps({"kind": "signal", "payload": value})
+            self._record(conn, StepRecord(execution_id, step_id, position, result, now))
+            return result
+
+        return await self._run(work)
+
+    # ------------------------------------------------------------------ audit
+
+    async def append_audit(self, entry: AuditEntry) -> None:
+        try:
+            data = json.dumps(dict(entry.data), separators=(",", ":"))
+        except (TypeError, ValueError) as exc:
+            raise SerializationError(
+                f"audit entry {entry.kind!r} of execution {entry.execution_id!r} cannot be "
+                f"stored as JSON: {exc}"
+            ) from exc
+
+        def work(conn: Connection[TupleRow]) -> None:
+            # One counter row per execution hands out seq 1, 2, ...; its row lock orders
+            # concurrent appends.
+            row = conn.execute(
+                self._q(
+                    "INSERT INTO {s}.audit_seq AS a (execution_id, last) VALUES (%s, 1) "
+                    "ON CONFLICT (execution_id) DO UPDATE SET last = a.last + 1 RETURNING last"
+                ),
+                (entry.execution_id,),
+            ).fetchone()
+            assert row is not None  # RETURNING of an upsert always yields its row
+            conn.execute(
+                self._q(f"INSERT INTO {{s}}.audit ({_AUDIT}) VALUES (%s, %s, %s, %s, %s, %s)"),
+                (entry.execution_id, entry.kind, entry.at, entry.step_id, data, row[0]),
+            )
+
+        await self._run(work)
+
+    async def list_audit_entries(self, execution_id: str) -> list[AuditEntry]:
+        def work(conn: Connection[TupleRow]) -> list[AuditEntry]:
+            rows = conn.execute(
+                self._q(f"SELECT {_AUDIT} FROM {{s}}.audit WHERE execution_id = %s ORDER BY seq"),
+                (execution_id,),
+            ).fetchall()
+            return [_audit_entry(row) for row in rows]
+
+        return await self._run(work, single=True)
+
+    # ------------------------------------------------------------------ schedules
+
+    async def put_schedule(self, schedule: Schedule) -> Schedule:
+        def work(conn: Connection[TupleRow]) -> None:
+            conn.execute(
+                self._q(
+                    f"INSERT INTO {{s}}.schedules ({_SCHEDULE}) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE "
+                    "SET workflow = EXCLUDED.workflow, input = EXCLUDED.input, "
+                    "next_run_at = EXCLUDED.next_run_at, cron = EXCLUDED.cron, "
+                    "interval_seconds = EXCLUDED.interval_seconds, paused = EXCLUDED.paused, "
+                    "last_execution_id = EXCLUDED.last_execution_id, "
+                    "created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at"
+                ),
+                attrs.astuple(schedule, recurse=False),
+            )
+
+        await self._run(work, single=True)
+        return schedule
+
+    async def get_schedule(self, schedule_id: str) -> Schedule | None:
+        def work(conn: Connection[TupleRow]) -> Schedule | None:
+            row = conn.execute(
+                self._q(f"SELECT {_SCHEDULE} FROM {{s}}.schedules WHERE id = %s"),
+                (schedule_id,),
+            ).fetchone()
+            return None if row is None else Schedule(*row)
+
+        return await self._run(work, single=True)
+
+    async def list_schedules(self) -> list[Schedule]:
+        def work(conn: Connection[TupleRow]) -> list[Schedule]:
+            rows = conn.execute(
+                self._q(f"SELECT {_SCHEDULE} FROM {{s}}.schedules ORDER BY id")
+            ).fetchall()
+            return [Schedule(*row) for row in rows]
+
+        return await self._run(work, single=True)
+
+    async def delete_schedule(self, schedule_id: str) -> bool:
+        def work(conn: Connection[TupleRow]) -> bool:
+            cursor = conn.execute(
+                self._q("DELETE FROM {s}.schedules WHERE id = %s"), (schedule_id,)
+            )
+            return cursor.rowcount > 0
+
+        return await self._run(work, single=True)
+
+    async def fire_schedule(
+        self, schedule_id: str, *, due: float, next_run_at: float, execution: Execution
+    ) -> bool:
+        def work(conn: Connection[TupleRow]) -> bool:
+            row = conn.execute(
+                self._q(
+                    "SELECT 1 FROM {s}.schedules "
+                    "WHERE id = %s AND NOT paused AND next_run_at = %s FOR UPDATE"
+                ),
+                (schedule_id, due),
+            ).fetchone()
+            if row is None:
+                return False
+            created = self._create(conn, execution)
+            conn.execute(
+                self._q(
+                    "UPDATE {s}.schedules SET next_run_at = %s, last_execution_id = %s, "
+                    "updated_at = %s WHERE id = %s"
+                ),
+                (next_run_at, created.id, execution.created_at, schedule_id),
+            )
+            return True
+
+        return await self._run(work)
+
+
+def _lease_lost(execution_id: str, worker: str) -> LeaseLostError:
+    return LeaseLostError(f"worker {worker!r} no longer owns execution {execution_id!r}")

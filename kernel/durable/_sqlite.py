@@ -1,0 +1,586 @@
+"""`SqliteStore`: the store protocol in one SQLite file, shared by the processes opening it.
+
+Every call runs in a worker thread on the store's one connection, one call at a time; every
+write is one ``BEGIN IMMEDIATE`` transaction, so processes sharing the file take the write
+lock in turn and two claims never hand out the same execution. A call is not abandoned
+when cancelled: its transaction commits or rolls back, then the cancellation is delivered.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sqlite3
+from collections.abc import Callable, Collection
+from typing import Any, Final, TypeVar
+
+import attrs
+import trio
+
+from kernel.durable._errors import (
+    CorruptRecordError,
+    DurableError,
+    LeaseLostError,
+    SerializationError,
+)
+from kernel.durable._records import (
+    STATUSES,
+    AuditEntry,
+    Execution,
+    Schedule,
+    Status,
+    StepRecord,
+)
+
+__all__ = ["SqliteStore"]
+
+T = TypeVar("T")
+
+_EXECUTION_FIELDS: Final = tuple(field.name for field in attrs.fields(Execution))
+_EXECUTION_COLUMNS: Final = ", ".join(_EXECUTION_FIELDS)
+_SCHEDULE_FIELDS: Final = tuple(field.name for field in attrs.fields(Schedule))
+_SCHEDULE_COLUMNS: Final = ", ".join(_SCHEDULE_FIELDS)
+
+_SCHEMA: Final = (
+    f"""CREATE TABLE IF NOT EXISTS executions (
+        id TEXT PRIMARY KEY,
+        workflow TEXT NOT NULL,
+        input TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ({", ".join(f"'{s}'" for s in STATUSES)})),
+        result TEXT,
+        error TEXT,
+        attempt INTEGER NOT NULL,
+        wake_at REAL,
+        waiting_for TEXT,
+        idempotency_key TEXT UNIQUE,
+        owner TEXT,
+        lease_until REAL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS executions_wake ON executions (status, wake_at)",
+    "CREATE INDEX IF NOT EXISTS executions_lease ON executions (status, lease_until)",
+    "CREATE INDEX IF NOT EXISTS executions_created ON executions (created_at, id)",
+    "CREATE INDEX IF NOT EXISTS executions_workflow ON executions (workflow, created_at)",
+    """CREATE TABLE IF NOT EXISTS steps (
+        execution_id TEXT NOT NULL,
+        step_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        position INTEGER,
+        result TEXT NOT NULL,
+        completed_at REAL NOT NULL,
+        PRIMARY KEY (execution_id, step_id)
+    )""",
+    "CREATE INDEX IF NOT EXISTS steps_seq ON steps (execution_id, seq)",
+    """CREATE TABLE IF NOT EXISTS signals (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        execution_id TEXT NOT NULL,
+        signal_id TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        consumed INTEGER NOT NULL DEFAULT 0 CHECK (consumed IN (0, 1)),
+        sent_at REAL NOT NULL
+    )""",
+    """CREATE INDEX IF NOT EXISTS signals_unconsumed
+        ON signals (execution_id, signal_id, seq) WHERE consumed = 0""",
+    """CREATE TABLE IF NOT EXISTS audit (
+        execution_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        at REAL NOT NULL,
+        step_id TEXT,
+        data TEXT NOT NULL,
+        PRIMARY KEY (execution_id, seq)
+    )""",
+    """CREATE TABLE IF NOT EXISTS schedules (
+        id TEXT PRIMARY KEY,
+        workflow TEXT NOT NULL,
+        input TEXT NOT NULL,
+        next_run_at REAL NOT NULL,
+        cron TEXT,
+        interval REAL,
+        paused INTEGER NOT NULL CHECK (paused IN (0, 1)),
+        last_execution_id TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS schedules_due ON schedules (paused, next_run_at)",
+)
+
+# Runnable at :now (see `Store.claim`), and the order claims take them in: earliest due.
+_CLAIM: Final = f"""
+    SELECT {_EXECUTION_COLUMNS} FROM executions
+    WHERE (status IN ('pending', 'sleeping') AND COALESCE(wake_at, updated_at) <= :now)
+       OR (status = 'waiting' AND (wake_at <= :now OR EXISTS (
+              SELECT 1 FROM signals
+              WHERE signals.execution_id = executions.id
+                AND signals.signal_id = executions.waiting_for )))
+       OR (status = 'running' AND lease_until < :now)
+    ORDER BY CASE status
+                 WHEN 'running' THEN lease_until
+                 WHEN 'waiting' THEN COALESCE(wake_at, :now)
+                 ELSE COALESCE(wake_at, updated_at)
+             END, created_at, id
+    LIMIT :limit
+"""
+
+_NEXT_DUE: Final = """
+    SELECT MIN(due) FROM (
+        SELECT COALESCE(wake_at, updated_at) AS due FROM executions
+            WHERE status IN ('pending', 'sleeping')
+        UNION ALL SELECT wake_at FROM executions WHERE status = 'waiting'
+        UNION ALL SELECT lease_until FROM executions WHERE status = 'running'
+        UNION ALL SELECT next_run_at FROM schedules WHERE paused = 0
+    )
+"""
+
+# Steps keep the order they were recorded in: seq counts per execution.
+_INSERT_STEP: Final = """
+    INSERT INTO steps (execution_id, step_id, seq, position, result, completed_at)
+    VALUES (:execution_id, :step_id,
+            (SELECT COALESCE(MAX(seq), 0) + 1 FROM steps WHERE execution_id = :execution_id),
+            :position, :result, :completed_at)
+    ON CONFLICT (execution_id, step_id) DO NOTHING
+"""
+
+
+def _fspath(path: str | os.PathLike[str]) -> str:
+    return os.fspath(path)
+
+
+def _execution(row: tuple[Any, ...]) -> Execution:
+    return Execution(**dict(zip(_EXECUTION_FIELDS, row, strict=True)))
+
+
+def _schedule(row: tuple[Any, ...]) -> Schedule:
+    schedule = Schedule(**dict(zip(_SCHEDULE_FIELDS, row, strict=True)))
+    return attrs.evolve(schedule, paused=bool(schedule.paused))
+
+
+def _get(connection: sqlite3.Connection, execution_id: str) -> Execution | None:
+    row = connection.execute(
+        f"SELECT {_EXECUTION_COLUMNS} FROM executions WHERE id = ?", (execution_id,)
+    ).fetchone()
+    return None if row is None else _execution(row)
+
+
+def _owned(connection: sqlite3.Connection, execution_id: str, worker: str) -> Execution:
+    execution = _get(connection, execution_id)
+    if execution is None or execution.status != "running" or execution.owner != worker:
+        raise LeaseLostError(f"worker {worker!r} no longer owns execution {execution_id!r}")
+    return execution
+
+
+def _update(connection: sqlite3.Connection, execution: Execution) -> Execution:
+    assignments = ", ".join(f"{name} = ?" for name in _EXECUTION_FIELDS[1:])
+    values = attrs.astuple(execution, recurse=False)
+    connection.execute(
+        f"UPDATE executions SET {assignments} WHERE id = ?", (*values[1:], values[0])
+    )
+    return execution
+
+
+def _create(connection: sqlite3.Connection, execution: Execution) -> Execution:
+    key = execution.idempotency_key
+    if key is not None:
+        row = connection.execute(
+            f"SELECT {_EXECUTION_COLUMNS} FROM executions WHERE idempotency_key = ?", (key,)
+        ).fetchone()
+        if row is not None:
+            return _execution(row)
+    if _get(connection, execution.id) is not None:
+        raise ValueError(f"execution id {execution.id!r} is already used")
+    placeholders = ", ".join("?" for _ in _EXECUTION_FIELDS)
+    connection.execute(
+        f"INSERT INTO executions ({_EXECUTION_COLUMNS}) VALUES ({placeholders})",
+        attrs.astuple(execution, recurse=False),
+    )
+    return execution
+
+
+def _insert_step(connection: sqlite3.Connection, step: StepRecord) -> None:
+    connection.execute(_INSERT_STEP, attrs.asdict(step, recurse=False))
+
+
+def _audit_entry(row: tuple[Any, ...]) -> AuditEntry:
+    execution_id, seq, kind, at, step_id, text = row
+    try:
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+    except ValueError as exc:
+        raise CorruptRecordError(
+            f"audit entry {seq} of execution {execution_id!r} cannot be read back: {exc}"
+        ) from exc
+    return AuditEntry(execution_id, kind, at, step_id, data, seq)
+
+
+@attrs.define(eq=False)
+class SqliteStore:
+    """Durable executions in one SQLite file, which several processes may open at once.
+
+    ``busy_timeout`` (seconds) is how long a call waits for another process's write
+    transaction before failing with ``sqlite3.OperationalError`` ("database is locked").
+    Nothing is opened before `open`. See `kernel.durable.Store` for the contract.
+    """
+
+    path: str = attrs.field(converter=_fspath)
+    busy_timeout: float = attrs.field(default=30.0, kw_only=True)
+    local: bool = attrs.field(default=False, init=False)
+    _connection: sqlite3.Connection | None = attrs.field(default=None, init=False, repr=False)
+    # One connection, used by one thread at a time.
+    _limiter: trio.CapacityLimiter = attrs.field(
+        factory=lambda: trio.CapacityLimiter(1), init=False, repr=False
+    )
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _in_thread(self, fn: Callable[[sqlite3.Connection], T], write: bool) -> T:
+        connection = self._connection
+        if connection is None:
+            raise RuntimeError(f"the SQLite store {self.path!r} is not open (call open() first)")
+        if not write:
+            return fn(connection)
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(connection)
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.rollback()  # a no-op when no transaction is open any more
+            raise
+        return result
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        # Not abandoned on cancellation (the default): the call finishes first.
+        return await trio.to_thread.run_sync(
+            functools.partial(self._in_thread, fn, False), limiter=self._limiter
+        )
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in one ``BEGIN IMMEDIATE`` transaction: all of it commits, or none."""
+        return await trio.to_thread.run_sync(
+            functools.partial(self._in_thread, fn, True), limiter=self._limiter
+        )
+
+    def _connect(self) -> None:
+        if self._connection is not None:
+            return
+        path = str(self.path)
+        directory = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(directory):
+            raise FileNotFoundError(
+                f"cannot open the SQLite store {path!r}: directory {directory!r} does not exist"
+            )
+        connection = None
+        try:
+            connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            connection.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            connection.execute("PRAGMA journal_mode = WAL")
+            # In WAL mode, NORMAL hands each commit to the operating system before returning
+            # (without an fsync): a completed step survives a crash or SIGKILL of this
+            # process; only a power loss or OS crash may undo the last commits. FULL would
+            # fsync every commit to survive those too, at a cost per step.
+            connection.execute("PRAGMA synchronous = NORMAL")
+            # Several processes may open a fresh file at once: the write lock orders them.
+            connection.execute("BEGIN IMMEDIATE")
+            for statement in _SCHEMA:
+                connection.execute(statement)
+            connection.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if connection is not None:
+                connection.close()
+            raise DurableError(f"cannot open the SQLite store {path!r}: {exc}") from exc
+        self._connection = connection
+
+    def _disconnect(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
+
+    async def open(self) -> None:
+        """Open the file (created if missing), switch it to WAL, create the schema if missing.
+
+        Idempotent. Blocks (in a worker thread) while another process holds the write lock.
+        Raises `FileNotFoundError` when the file's directory does not exist and
+        `DurableError` when the file cannot be opened as a SQLite database.
+        """
+        await trio.to_thread.run_sync(self._connect, limiter=self._limiter)
+
+    async def close(self) -> None:
+        """Close the connection (after the call in flight, if any). Shielded from
+        cancellation, so the file is always released; closing twice is harmless."""
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(self._disconnect, limiter=self._limiter)
+
+    # ------------------------------------------------------------------ executions
+
+    async def create_execution(self, execution: Execution) -> Execution:
+        return await self._write(lambda connection: _create(connection, execution))
+
+    async def get_execution(self, execution_id: str) -> Execution | None:
+        return await self._read(lambda connection: _get(connection, execution_id))
+
+    async def list_executions(
+        self, *, statuses: Collection[Status] | None = None, workflow: str | None = None
+    ) -> list[Execution]:
+        conditions: list[str] = []
+        values: list[object] = []
+        if statuses is not None:
+            conditions.append(f"status IN ({', '.join('?' for _ in statuses)})")
+            values.extend(statuses)
+        if workflow is not None:
+            conditions.append("workflow = ?")
+            values.append(workflow)
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+        query = f"SELECT {_EXECUTION_COLUMNS} FROM executions {where} ORDER BY created_at, id"
+        return await self._read(
+            lambda connection: [_execution(row) for row in connection.execute(query, values)]
+        )
+
+    async def claim(
+        self, worker: str, *, now: float, lease_until: float, limit: int
+    ) -> list[Execution]:
+        def claim(connection: sqlite3.Connection) -> list[Execution]:
+            rows = connection.execute(_CLAIM, {"now": now, "limit": limit}).fetchall()
+            return [
+                _update(
+                    connection,
+                    attrs.evolve(
+                        _execution(row),
+                        status="running",
+                        owner=worker,
+                        lease_until=lease_until,
+                        wake_at=None,
+                        waiting_for=None,
+                        updated_at=now,
+                    ),
+                )
+                for row in rows
+            ]
+
+        return await self._write(claim)
+
+    async def renew(self, execution_id: str, worker: str, *, lease_until: float) -> None:
+        def renew(connection: sqlite3.Connection) -> None:
+            execution = _owned(connection, execution_id, worker)
+            _update(connection, attrs.evolve(execution, lease_until=lease_until))
+
+        await self._write(renew)
+
+    async def release(
+        self,
+        execution_id: str,
+        worker: str,
+        *,
+        status: Status,
+        now: float,
+        result: str | None = None,
+        error: str | None = None,
+        wake_at: float | None = None,
+        waiting_for: str | None = None,
+        attempt: int | None = None,
+    ) -> Execution:
+        def release(connection: sqlite3.Connection) -> Execution:
+            execution = _owned(connection, execution_id, worker)
+            return _update(
+                connection,
+                attrs.evolve(
+                    execution,
+                    status=status,
+                    result=result,
+                    error=error,
+                    wake_at=wake_at,
+                    waiting_for=waiting_for,
+                    attempt=execution.attempt if attempt is None else attempt,
+                    owner=None,
+                    lease_until=None,
+                    updated_at=now,
+                ),
+            )
+
+        return await self._write(release)
+
+    async def request_cancel(self, execution_id: str, *, now: float) -> Execution | None:
+        def cancel(connection: sqlite3.Connection) -> Execution | None:
+            execution = _get(connection, execution_id)
+            if execution is None or execution.terminal:
+                return execution
+            return _update(
+                connection,
+                attrs.evolve(
+                    execution,
+                    status="cancelled",
+                    owner=None,
+                    lease_until=None,
+                    wake_at=None,
+                    waiting_for=None,
+                    updated_at=now,
+                ),
+            )
+
+        return await self._write(cancel)
+
+    async def next_due(self) -> float | None:
+        def next_due(connection: sqlite3.Connection) -> float | None:
+            due: float | None = connection.execute(_NEXT_DUE).fetchone()[0]
+            return due
+
+        return await self._read(next_due)
+
+    # ------------------------------------------------------------------ steps
+
+    async def record_step(self, worker: str, step: StepRecord) -> None:
+        def record(connection: sqlite3.Connection) -> None:
+            _owned(connection, step.execution_id, worker)
+            _insert_step(connection, step)
+
+        await self._write(record)
+
+    async def list_step_results(self, execution_id: str) -> list[StepRecord]:
+        query = """SELECT execution_id, step_id, position, result, completed_at FROM steps
+                   WHERE execution_id = ? ORDER BY seq"""
+        return await self._read(
+            lambda connection: [
+                StepRecord(*row) for row in connection.execute(query, (execution_id,))
+            ]
+        )
+
+    # ------------------------------------------------------------------ signals
+
+    async def send_signal(
+        self, execution_id: str, signal_id: str, payload: str, *, now: float
+    ) -> bool:
+        def send(connection: sqlite3.Connection) -> bool:
+            if _get(connection, execution_id) is None:
+                return False
+            connection.execute(
+                """INSERT INTO signals (execution_id, signal_id, payload, sent_at)
+                   VALUES (?, ?, ?, ?)""",
+                (execution_id, signal_id, payload, now),
+            )
+            return True
+
+        return await self._write(send)
+
+    async def consume_signal(
+        self,
+        worker: str,
+        execution_id: str,
+        signal_id: str,
+        *,
+        step_id: str,
+        position: int,
+        now: float,
+    ) -> str | None:
+        def consume(connection: sqlite3.Connection) -> str | None:
+            _owned(connection, execution_id, worker)
+            row = connection.execute(
+                """SELECT seq, payload FROM signals
+                   WHERE execution_id = ? AND signal_id = ? AND consumed = 0
+                   ORDER BY seq LIMIT 1""",
+                (execution_id, signal_id),
+            ).fetchone()
+            if row is None:
+                return None
+            seq, payload = row
+            try:
+                value = json.loads(payload)
+            except ValueError as exc:
+                raise CorruptRecordError(
+                    f"signal {signal_id!r} of execution {execution_id!r} cannot be read back: {exc}"
+                ) from exc
+            connection.execute("UPDATE signals SET consumed = 1 WHERE seq = ?", (seq,))
+            result = json.dumps({"kind": "signal", "payload": value})
+            _insert_step(connection, StepRecord(execution_id, step_id, position, result, now))
+            return result
+
+        return await self._write(consume)
+
+    # ------------------------------------------------------------------ audit
+
+    async def append_audit(self, entry: AuditEntry) -> None:
+        try:
+            data = json.dumps(dict(entry.data))
+        except (TypeError, ValueError) as exc:
+            raise SerializationError(
+                f"audit data of execution {entry.execution_id!r} cannot be stored as JSON: {exc}"
+            ) from exc
+
+        def append(connection: sqlite3.Connection) -> None:
+            connection.execute(
+                """INSERT INTO audit (execution_id, seq, kind, at, step_id, data)
+                   VALUES (:execution_id,
+                           (SELECT COALESCE(MAX(seq), 0) + 1 FROM audit
+                            WHERE execution_id = :execution_id),
+                           :kind, :at, :step_id, :data)""",
+                {
+                    "execution_id": entry.execution_id,
+                    "kind": entry.kind,
+                    "at": entry.at,
+                    "step_id": entry.step_id,
+                    "data": data,
+                },
+            )
+
+        await self._write(append)
+
+    async def list_audit_entries(self, execution_id: str) -> list[AuditEntry]:
+        query = """SELECT execution_id, seq, kind, at, step_id, data FROM audit
+                   WHERE execution_id = ? ORDER BY seq"""
+        return await self._read(
+            lambda connection: [
+                _audit_entry(row) for row in connection.execute(query, (execution_id,))
+            ]
+        )
+
+    # ------------------------------------------------------------------ schedules
+
+    async def put_schedule(self, schedule: Schedule) -> Schedule:
+        placeholders = ", ".join("?" for _ in _SCHEDULE_FIELDS)
+        query = f"INSERT OR REPLACE INTO schedules ({_SCHEDULE_COLUMNS}) VALUES ({placeholders})"
+        values = attrs.astuple(schedule, recurse=False)
+        await self._write(lambda connection: connection.execute(query, values))
+        return schedule
+
+    async def get_schedule(self, schedule_id: str) -> Schedule | None:
+        def get(connection: sqlite3.Connection) -> Schedule | None:
+            row = connection.execute(
+                f"SELECT {_SCHEDULE_COLUMNS} FROM schedules WHERE id = ?", (schedule_id,)
+            ).fetchone()
+            return None if row is None else _schedule(row)
+
+        return await self._read(get)
+
+    async def list_schedules(self) -> list[Schedule]:
+        query = f"SELECT {_SCHEDULE_COLUMNS} FROM schedules ORDER BY id"
+        return await self._read(
+            lambda connection: [_schedule(row) for row in connection.execute(query)]
+        )
+
+    async def delete_schedule(self, schedule_id: str) -> bool:
+        def delete(connection: sqlite3.Connection) -> bool:
+            cursor = connection.execute("DELETE FROM schedules WHERE id = ?", (schedule_id,))
+            return cursor.rowcount > 0
+
+        return await self._write(delete)
+
+    async def fire_schedule(
+        self, schedule_id: str, *, due: float, next_run_at: float, execution: Execution
+    ) -> bool:
+        def fire(connection: sqlite3.Connection) -> bool:
+            cursor = connection.execute(
+                """SELECT 1 FROM schedules
+                   WHERE id = ? AND paused = 0 AND next_run_at = ?""",
+                (schedule_id, due),
+            )
+            if cursor.fetchone() is None:
+                return False
+            created = _create(connection, execution)
+            connection.execute(
+                """UPDATE schedules SET next_run_at = ?, last_execution_id = ?, updated_at = ?
+                   WHERE id = ?""",
+                (next_run_at, created.id, execution.created_at, schedule_id),
+            )
+            return True
+
+        return await self._write(fire)

@@ -1,0 +1,307 @@
+"""What only `SqliteStore` promises: a file that outlives the process and is shared by several.
+
+Two `SqliteStore` instances on one file stand in for two processes: each has its own
+connection and its own one-thread limiter, so only SQLite's locking keeps them apart.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+
+from kernel.durable import (
+    AuditEntry,
+    CorruptRecordError,
+    DurableError,
+    Execution,
+    Schedule,
+    SerializationError,
+    SqliteStore,
+    StepRecord,
+    Store,
+)
+
+
+def execution(execution_id: str, **fields: object) -> Execution:
+    return Execution(id=execution_id, workflow="wf", input="{}", **fields)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "durable.sqlite3"
+
+
+async def test_is_a_store_that_is_not_local(path: Path) -> None:
+    store = SqliteStore(path)
+    assert isinstance(store, Store)
+    assert store.local is False
+    assert store.path == str(path)
+    assert not await trio.Path(path).exists()  # nothing is opened before open()
+
+
+async def test_data_survives_close_and_reopen(path: Path) -> None:
+    store = SqliteStore(path)
+    await store.open()
+    await store.create_execution(execution("e1", idempotency_key="k", created_at=1.0))
+    [claimed] = await store.claim("w1", now=2.0, lease_until=12.0, limit=1)
+    await store.record_step("w1", StepRecord("e1", "s1", 0, '"one"', 3.0))
+    await store.send_signal("e1", "go", '"sig"', now=4.0)
+    await store.send_signal("e1", "go", '"later"', now=4.0)
+    await store.append_audit(AuditEntry("e1", "note", 5.0, data={"text": "hi"}))
+    await store.put_schedule(Schedule("s", "wf", "{}", next_run_at=60.0, interval=60.0))
+    await store.close()
+
+    reopened = SqliteStore(path)
+    await reopened.open()
+    try:
+        assert await reopened.get_execution("e1") == claimed
+        again = await reopened.create_execution(execution("e2", idempotency_key="k"))
+        assert again == claimed
+        assert await reopened.list_step_results("e1") == [StepRecord("e1", "s1", 0, '"one"', 3.0)]
+        text = await reopened.consume_signal("w1", "e1", "go", step_id="s2", position=1, now=6.0)
+        assert text is not None
+        assert json.loads(text) == {"kind": "signal", "payload": "sig"}
+        [entry] = await reopened.list_audit_entries("e1")
+        assert (entry.seq, entry.data) == (1, {"text": "hi"})
+        assert await reopened.get_schedule("s") == Schedule(
+            "s", "wf", "{}", next_run_at=60.0, interval=60.0
+        )
+    finally:
+        await reopened.close()
+
+
+async def test_steps_keep_their_order_across_reopen(path: Path) -> None:
+    store = SqliteStore(path)
+    await store.open()
+    await store.create_execution(execution("e1"))
+    await store.claim("w1", now=1.0, lease_until=100.0, limit=1)
+    await store.record_step("w1", StepRecord("e1", "z", 0, "1", 2.0))
+    await store.close()
+    await store.open()  # the same instance opens again after a close
+    await store.record_step("w1", StepRecord("e1", "a", 1, "2", 3.0))
+    assert [s.step_id for s in await store.list_step_results("e1")] == ["z", "a"]
+    await store.close()
+
+
+async def test_two_stores_on_one_file_never_claim_the_same_execution(path: Path) -> None:
+    stores = [SqliteStore(path), SqliteStore(path)]
+    async with trio.open_nursery() as nursery:  # both create the schema at once
+        for store in stores:
+            nursery.start_soon(store.open)
+    try:
+        for n in range(40):
+            await stores[n % 2].create_execution(execution(f"e{n:02}", wake_at=float(n % 5)))
+        taken: dict[str, list[str]] = {}
+
+        async def claimer(store: SqliteStore, worker: str) -> None:
+            taken[worker] = []
+            while batch := await store.claim(worker, now=10.0, lease_until=60.0, limit=2):
+                taken[worker].extend(e.id for e in batch)
+
+        async with trio.open_nursery() as nursery:
+            for n in range(4):
+                nursery.start_soon(claimer, stores[n % 2], f"w{n}")
+        every = sorted(execution_id for ids in taken.values() for execution_id in ids)
+        assert every == [f"e{n:02}" for n in range(40)]
+        for worker, ids in taken.items():
+            for execution_id in ids:
+                got = await stores[0].get_execution(execution_id)
+                assert got is not None
+                assert got.owner == worker
+    finally:
+        for store in stores:
+            await store.close()
+
+
+async def test_a_corrupt_audit_row_names_its_execution(path: Path) -> None:
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        await store.append_audit(AuditEntry("e1", "note", 1.0, data={"ok": 1}))
+        await store.append_audit(AuditEntry("e1", "note", 2.0, data={"ok": 2}))
+        await store.append_audit(AuditEntry("e2", "note", 1.0, data={"ok": 3}))
+        await store.append_audit(AuditEntry("e3", "note", 1.0, data={"ok": 4}))
+        with sqlite3.connect(path) as raw:
+            raw.execute("UPDATE audit SET data = '{not json' WHERE execution_id = 'e1' AND seq = 2")
+            raw.execute("UPDATE audit SET data = '[1, 2]' WHERE execution_id = 'e3'")
+        raw.close()
+        with pytest.raises(CorruptRecordError, match=r"audit entry 2 of execution 'e1'"):
+            await store.list_audit_entries("e1")
+        with pytest.raises(CorruptRecordError, match=r"'e3'.*expected a JSON object"):
+            await store.list_audit_entries("e3")
+        [entry] = await store.list_audit_entries("e2")  # other executions still read
+        assert entry.data == {"ok": 3}
+    finally:
+        await store.close()
+
+
+async def test_unstorable_audit_data_is_a_serialization_error(path: Path) -> None:
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        with pytest.raises(SerializationError, match="'e1'"):
+            await store.append_audit(AuditEntry("e1", "note", 1.0, data={"x": object()}))
+        assert await store.list_audit_entries("e1") == []
+    finally:
+        await store.close()
+
+
+async def test_an_unreadable_signal_payload_fails_that_consume_only(path: Path) -> None:
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        await store.create_execution(execution("e1"))
+        await store.claim("w1", now=1.0, lease_until=100.0, limit=1)
+        assert await store.send_signal("e1", "go", "{not json", now=2.0)  # opaque to the store
+        with pytest.raises(CorruptRecordError, match=r"signal 'go' of execution 'e1'"):
+            await store.consume_signal("w1", "e1", "go", step_id="s", position=0, now=3.0)
+        # Nothing was written: no step, and the signal is still buffered.
+        assert await store.list_step_results("e1") == []
+        await store.release("e1", "w1", status="waiting", now=4.0, waiting_for="go")
+        assert [e.id for e in await store.claim("w2", now=5.0, lease_until=9.0, limit=1)] == ["e1"]
+    finally:
+        await store.close()
+
+
+async def test_a_failed_write_rolls_back_its_transaction(path: Path) -> None:
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        await store.put_schedule(Schedule("s", "wf", "{}", next_run_at=10.0))
+        await store.create_execution(execution("taken"))
+        with pytest.raises(ValueError, match="taken"):
+            await store.fire_schedule(
+                "s", due=10.0, next_run_at=20.0, execution=execution("taken", created_at=5.0)
+            )
+        assert await store.get_schedule("s") == Schedule("s", "wf", "{}", next_run_at=10.0)
+        # The connection is usable: the transaction did not stay open.
+        assert await store.fire_schedule(
+            "s", due=10.0, next_run_at=20.0, execution=execution("fresh")
+        )
+    finally:
+        await store.close()
+
+
+async def test_a_missing_directory_is_named(tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "such" / "dir" / "durable.sqlite3"
+    store = SqliteStore(missing)
+    with pytest.raises(FileNotFoundError, match="does not exist") as caught:
+        await store.open()
+    assert str(missing) in str(caught.value)
+    assert str(missing.parent) in str(caught.value)
+    assert not (tmp_path / "no").exists()
+
+
+async def test_a_file_that_is_not_a_database_is_named(tmp_path: Path) -> None:
+    bogus = tmp_path / "bogus.sqlite3"
+    bogus.write_bytes(b"this is not a SQLite database, " * 40)
+    with pytest.raises(DurableError, match="not a database") as caught:
+        await SqliteStore(bogus).open()
+    assert str(bogus) in str(caught.value)
+    assert isinstance(caught.value.__cause__, sqlite3.DatabaseError)
+
+
+async def test_a_path_sqlite_cannot_open_is_named(tmp_path: Path) -> None:
+    directory = tmp_path / "a-directory"
+    directory.mkdir()
+    with pytest.raises(DurableError, match="unable to open") as caught:
+        await SqliteStore(directory).open()
+    assert str(directory) in str(caught.value)
+
+
+async def test_calls_before_open_or_after_close_raise(path: Path) -> None:
+    store = SqliteStore(path)
+    with pytest.raises(RuntimeError, match="not open"):
+        await store.get_execution("e1")
+    await store.open()
+    await store.close()
+    with pytest.raises(RuntimeError, match="not open"):
+        await store.create_execution(execution("e1"))
+
+
+async def test_open_and_close_are_idempotent(path: Path) -> None:
+    store = SqliteStore(path)
+    await store.close()  # never opened: nothing to do
+    await store.open()
+    await store.open()
+    await store.create_execution(execution("e1"))
+    await store.close()
+    await store.close()
+    other = SqliteStore(path)
+    await other.open()  # the schema already exists
+    assert await other.get_execution("e1") == execution("e1")
+    await other.close()
+
+
+async def test_the_file_is_in_wal_mode(path: Path) -> None:
+    store = SqliteStore(path)
+    await store.open()
+    await store.close()
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    raw.close()
+
+
+async def test_close_in_a_cancelled_scope_still_closes(path: Path) -> None:
+    store = SqliteStore(path)
+    await store.open()
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await store.close()
+    with pytest.raises(RuntimeError, match="not open"):
+        await store.get_execution("e1")
+
+
+async def test_a_cancelled_write_commits_or_not_never_half(path: Path) -> None:
+    store = SqliteStore(path)
+    await store.open()
+    raw = sqlite3.connect(path, isolation_level=None)
+    try:
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await store.create_execution(execution("never"))  # cancelled before it starts
+        assert await store.get_execution("never") is None
+
+        returned: list[Execution] = []
+
+        async def write() -> None:
+            returned.append(await store.create_execution(execution("done")))
+            await trio.lowlevel.checkpoint()  # where the cancellation lands
+
+        raw.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(write)
+                await trio.testing.wait_all_tasks_blocked()  # its thread is in flight
+                scope.cancel()
+                raw.execute("COMMIT")
+        assert scope.cancelled_caught
+        # The write in flight was not abandoned: it committed and returned, then the task
+        # was cancelled at its next checkpoint.
+        assert returned == [execution("done")]
+        assert await store.get_execution("done") == execution("done")
+    finally:
+        raw.close()
+        await store.close()
+
+
+async def test_busy_timeout_bounds_the_wait_for_another_writer(path: Path) -> None:
+    store = SqliteStore(path, busy_timeout=0)
+    await store.open()
+    raw = sqlite3.connect(path, isolation_level=None)
+    try:
+        raw.execute("BEGIN IMMEDIATE")
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            await store.create_execution(execution("e1"))
+        assert await store.list_executions() == []  # reads do not wait for writers
+        raw.execute("COMMIT")
+        await store.create_execution(execution("e1"))
+        assert [e.id for e in await store.list_executions()] == ["e1"]
+    finally:
+        raw.close()
+        await store.close()
