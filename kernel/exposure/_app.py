@@ -44,6 +44,7 @@ from kernel._definitions import Event, Task
 from kernel._errors import ConfigError, PublicError
 from kernel._graph import KERNEL_PLACE, Node
 from kernel._shutdown import ShuttingDown
+from kernel.durable._definitions import WORKFLOW
 from kernel.exposure._config import BearerAuth, ExposureConfig
 from kernel.exposure._limits import Refusal, parse_json, read_body
 from kernel.exposure._remote import request_id as outgoing_request_id
@@ -211,13 +212,20 @@ class _TaskRoute:
 
 
 def _allowed(nodes: list[Node], patterns: tuple[str, ...]) -> list[Node]:
-    """The user's ``nodes`` (never the kernel's built-ins) whose id matches a pattern."""
+    """The user's ``nodes`` (never the kernel's built-ins, never durable workflows, which
+    run only under their engine) whose id matches a pattern."""
     return [
         node
         for node in nodes
         if node.place != KERNEL_PLACE
+        and not _is_workflow(node)
         and any(fnmatch.fnmatchcase(node.id, pattern) for pattern in patterns)
     ]
+
+
+def _is_workflow(node: Node) -> bool:
+    tags = getattr(node.definition, "tags", ())
+    return any(use.tag is WORKFLOW for use in tags)
 
 
 class ExposureApp:

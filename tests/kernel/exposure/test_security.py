@@ -253,6 +253,22 @@ async def test_glob_patterns_allow_matching_ids_only() -> None:
     assert event.json() == {"ok": True}
 
 
+async def test_durable_workflows_are_never_exposed_they_run_under_their_engine() -> None:
+    engine = kernel.durable.engine("api.durable", store=kernel.durable.MemoryStore())
+
+    @kernel.task("api.public.flow", deps={"d": engine}, tags=[kernel.durable.workflow()])
+    async def flow(value: int, *, d: kernel.durable.Engine) -> int:
+        return value
+
+    async with serving(*ALL, engine, flow, allow_tasks=["api.public.*"]) as (_, _, client):
+        refused = await client.post("/task/api.public.flow", json={"input": 1})
+        allowed = await client.post("/task/api.public.echo", json={"input": [5]})
+        discovery = await client.get("/discovery")
+    assert refused.status_code == 404
+    assert allowed.json() == {"ok": True, "result": 5}
+    assert "api.public.flow" not in {task["id"] for task in discovery.json()["tasks"]}
+
+
 async def test_unknown_and_refused_ids_get_the_same_404() -> None:
     async with serving(*ALL, allow_tasks=["api.public.*"]) as (_, _, client):
         same_id = {"x-request-id": "probe"}
