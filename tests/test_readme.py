@@ -32,3 +32,4 @@ async def test_readme_blocks_run(autojump_clock, capsys) -> None:
     assert "call did not finish within 0.5 s" in out
     assert "open, retry after 10 s" in out
     assert "rate limited, retry after" in out
+    assert "shipped with r-o-1\nrefunded ['o-1']\ncompleted\n" in out

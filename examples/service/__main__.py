@@ -2,8 +2,9 @@
 
 HTTP on 127.0.0.1:8080 (``PORT`` to change, 0 for any free port), a development token
 printed at start (``TOKEN`` to choose one), pretty logs (``LOG_FORMAT=json`` for JSON),
-metrics at ``/metrics``, health at ``/health`` and ``/ready``. Ctrl-C (or SIGTERM) shuts it
-down gracefully, phase by phase.
+metrics at ``/metrics``, health at ``/health`` and ``/ready``. Order approvals are durable
+workflows kept in ``.data/orders.sqlite3`` at the repository's root (``DURABLE_DB`` to choose
+another file). Ctrl-C (or SIGTERM) shuts it down gracefully, phase by phase.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+from pathlib import Path
 from typing import Any
 
+import approval
 import trio
 from loguru import logger
 from orders import PaymentsConfig, app
@@ -20,21 +23,34 @@ from orders import PaymentsConfig, app
 import kernel
 from kernel.exposure import BearerAuth, http
 
+#: Where approvals are kept unless ``DURABLE_DB`` says otherwise (``.data/`` is gitignored).
+DEFAULT_DB = Path(__file__).resolve().parents[2] / ".data" / "orders.sqlite3"
+
+#: What HTTP callers may run: not ``orders.approval`` itself, which only the engine runs.
+TASKS = ("orders.create", "orders.get", "orders.start", "orders.approve", "orders.status")
+
 
 def service(
-    *, port: int, token: str, log_format: str = "pretty", sink: Any = sys.stderr
+    *,
+    port: int,
+    token: str,
+    durable_db: str | os.PathLike[str] | None = None,
+    log_format: str = "pretty",
+    sink: Any = sys.stderr,
 ) -> kernel.Service:
-    """The order service: the order domain, exposed over HTTP, with logs and metrics on."""
+    """The order service: the order domain and its approvals (in the SQLite file
+    ``durable_db``, in memory when None), exposed over HTTP, with logs and metrics on."""
     exposure = http(
         "orders.http",
         host="127.0.0.1",
         port=port,
         auth=BearerAuth(tokens={token: "developer"}),
-        allow_tasks=("orders.*",),
+        allow_tasks=TASKS,
         allow_events=(),
     )
+    orders = [app(PaymentsConfig()), approval.app(durable_db)]
     return kernel.Service(
-        app=kernel.App("order-service", register=[app(PaymentsConfig()), exposure]),
+        app=kernel.App("order-service", register=[*orders, exposure]),
         log=kernel.LogConfig(format=log_format, sink=sink),  # type: ignore[arg-type]
         metrics=True,
         drain_timeout=10.0,
@@ -45,15 +61,27 @@ def banner(rt: kernel.Runtime, token: str) -> str:
     exposure = rt.graph.node("orders.http").definition
     assert isinstance(exposure, kernel.Resource)
     url = rt.resource(exposure).url
+    store = rt.resource(approval.durable).store
+    kept = store.path if isinstance(store, kernel.durable.SqliteStore) else "memory"
+
+    def curl(task: str, value: str) -> str:
+        return (
+            f'  curl -s -H "authorization: Bearer {token}" -d \'{{"input": {value}}}\' '
+            f"{url}/__runner/task/{task}"
+        )
+
+    order = '{"item": "tea", "quantity": 2}'
     return "\n".join(
         [
             f"order service on {url}  (Ctrl-C to stop)",
             f"development token: {token}",
-            f'  curl -s -H "authorization: Bearer {token}" -d \'{{"input": {{"item": "tea", '
-            f'"quantity": 2}}}}\' {url}/__runner/task/orders.create',
-            f'  curl -s -H "authorization: Bearer {token}" -d \'{{"input": {{"id": 1}}}}\' '
-            f"{url}/__runner/task/orders.get",
+            curl("orders.create", order),
+            curl("orders.get", '{"id": 1}'),
             f"  curl -s {url}/health    curl -s {url}/metrics",
+            f"order approvals (durable, kept in {kept}): start, approve, follow:",
+            curl("orders.start", order),
+            curl("orders.approve", '{"execution_id": "<id>", "approved": true}'),
+            curl("orders.status", '{"execution_id": "<id>"}'),
         ]
     )
 
@@ -66,9 +94,16 @@ async def announce(rt: kernel.Runtime, token: str) -> None:
 def main() -> None:
     port = int(os.environ.get("PORT", "8080"))
     token = os.environ.get("TOKEN") or secrets.token_urlsafe(16)
+    durable_db = Path(os.environ.get("DURABLE_DB") or DEFAULT_DB)
+    durable_db.parent.mkdir(parents=True, exist_ok=True)
     logger.remove()  # loguru's default handler; the service logs through LogConfig instead
     kernel.main(
-        service(port=port, token=token, log_format=os.environ.get("LOG_FORMAT", "pretty")),
+        service(
+            port=port,
+            token=token,
+            durable_db=durable_db,
+            log_format=os.environ.get("LOG_FORMAT", "pretty"),
+        ),
         serve=lambda rt: announce(rt, token),
     )
 

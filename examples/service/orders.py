@@ -94,6 +94,11 @@ async def payments(config: PaymentsConfig) -> Any:
 _ids = itertools.count(1)
 
 
+def next_order_id() -> int:
+    """A new order id (this process's counter: ids start at 1 again after a restart)."""
+    return next(_ids)
+
+
 @kernel.task(
     "orders.create",
     input=NewOrder,
@@ -110,7 +115,7 @@ async def create_order(
 ) -> Order:
     """Charge the payment provider, store the order, announce it."""
     await charge(order.item, order.quantity * 10)  # retried on PaymentDeclined
-    created = Order(next(_ids), order.item, order.quantity, "paid")
+    created = Order(next_order_id(), order.item, order.quantity, "paid")
     store[created.id] = created
     await placed(created)
     return created
@@ -133,7 +138,7 @@ async def confirm(emission: kernel.Emission, *, log: Any) -> None:
 
 
 def app(payments_config: PaymentsConfig | None = None) -> kernel.App:
-    """The order domain as an App (without HTTP: see ``__main__``)."""
+    """The order domain as an App (without HTTP or approvals: see ``__main__``)."""
     return kernel.App(
         "orders",
         register=[
