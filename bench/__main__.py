@@ -3,7 +3,8 @@
     python -m bench                 # the full run (about a minute)
     python -m bench --quick         # every scenario briefly (a few seconds)
     python -m bench --only retry    # a glob on ids, or a substring of an id or label
-    python -m bench --no-anchor     # skip BlueLibs Runner (no node/npm needed)
+    python -m bench --no-anchor     # skip the anchors: BlueLibs Runner (Node) and DBOS
+    python -m bench --only 'd*'     # the durable rows and the DBOS anchor
     python -m bench --out DIR       # write DIR/latest.json and DIR/latest.png
 
 Exits 1 when a scenario that must work raised (its row says why), 2 on bad usage.
@@ -37,7 +38,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="run every scenario briefly")
     parser.add_argument("--only", metavar="PATTERN", help="only scenarios matching PATTERN")
-    parser.add_argument("--no-anchor", action="store_true", help="skip BlueLibs Runner (Node)")
+    parser.add_argument(
+        "--no-anchor", action="store_true", help="skip the anchors (BlueLibs Runner, DBOS)"
+    )
     parser.add_argument(
         "--out", type=Path, default=RESULTS_DIR, help=f"output directory (default {RESULTS_DIR})"
     )

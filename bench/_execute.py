@@ -1,5 +1,5 @@
 """Run a selection of scenarios: the Python ones in ONE ``trio.run``, their repetitions
-interleaved (see `measure_all`), then the anchor.
+interleaved (see `measure_all`), then the anchors (see `ANCHORS`).
 
 `select` adds the baselines the chosen scenarios need; `execute` returns `Results`, which
 knows each scenario's per-call median and its overhead over its baseline.
@@ -8,21 +8,36 @@ knows each scenario's per-call median and its overhead over its baseline.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import Any, Literal
 
 import attrs
 import trio
 
-from bench._scenario import Scenario
+from bench._scenario import Scenario, Unavailable
 from bench._timing import Loop, Settings, Stats, measure_all
-from bench.anchors.runner import PREFIX as ANCHOR_PREFIX
-from bench.anchors.runner import AnchorReport, run_anchor
+from bench.anchors import dbos, runner
+from bench.anchors.runner import AnchorReport
 
 Status = Literal["ok", "unavailable", "error"]
 Measure = Literal["per_call", "overhead"]
 Log = Callable[[str], None]
+
+
+def _run_runner(settings: Settings, *, shapes: Collection[str], log: Log) -> AnchorReport:
+    return runner.run_anchor(settings, shapes=shapes, log=log)
+
+
+def _run_dbos(settings: Settings, *, shapes: Collection[str], log: Log) -> AnchorReport:
+    return dbos.run_anchor(settings, shapes=shapes, log=log)
+
+
+#: Each anchor by the id prefix of its rows: how to run it for some of its shapes.
+ANCHORS: Mapping[str, Callable[..., AnchorReport]] = {
+    runner.PREFIX: _run_runner,
+    dbos.PREFIX: _run_dbos,
+}
 
 
 @attrs.frozen(kw_only=True)
@@ -43,10 +58,16 @@ class Measurement:
 
 @attrs.frozen(kw_only=True)
 class Results:
-    """Every measurement of a run, in table order, and the anchor's report (if it ran)."""
+    """Every measurement of a run, in table order, and the report of each anchor that ran
+    (by the id prefix of its rows)."""
 
     measurements: tuple[Measurement, ...]
-    anchor: AnchorReport | None = None
+    anchors: Mapping[str, AnchorReport] = attrs.field(factory=dict)
+
+    @property
+    def anchor(self) -> AnchorReport | None:
+        """The BlueLibs Runner anchor's report, if it ran."""
+        return self.anchors.get(runner.PREFIX)
 
     def get(self, scenario_id: str) -> Measurement | None:
         """The measurement of ``scenario_id``, or ``None`` if it was not selected."""
@@ -135,6 +156,10 @@ async def _measure_python(
             manager = s.setup()
             try:
                 loops[s.id] = await manager.__aenter__()
+            except Unavailable as exc:
+                log(f"  {s.id} unavailable: {exc}")
+                outcomes[s.id] = Measurement(scenario=s, status="unavailable", reason=str(exc))
+                continue
             except Exception as exc:
                 outcomes[s.id] = _error(s, exc, log)
                 continue
@@ -172,18 +197,19 @@ def execute(
     anchor: bool,
     log: Log = lambda _: None,
 ) -> Results:
-    """Measure ``scenarios``: Python ones in one ``trio.run``, anchored ones by the anchor
-    (only run when ``anchor`` is true and one of them is selected)."""
+    """Measure ``scenarios``: Python ones in one ``trio.run``, anchored ones by their
+    anchor (each run only when ``anchor`` is true and one of its rows is selected)."""
     chosen = list(scenarios)
     python = [s for s in chosen if s.source == "python"]
     measured = {m.scenario.id: m for m in trio.run(_measure_python, python, settings, log)}
-    anchored = [s for s in chosen if s.source == "anchor"]
-    report: AnchorReport | None = None
-    if anchored and anchor:
-        shapes = [s.id.removeprefix(ANCHOR_PREFIX) for s in anchored]
-        report = run_anchor(settings, shapes=shapes, log=log)
-        if report.status != "ok":
-            log(f"anchor {report.status}: {report.reason}")
-    for s in anchored:
-        measured[s.id] = _from_anchor(s, report, "anchor disabled (--no-anchor)")
-    return Results(measurements=tuple(measured[s.id] for s in chosen), anchor=report)
+    reports: dict[str, AnchorReport] = {}
+    for prefix, run in ANCHORS.items():
+        rows = [s for s in chosen if s.source == "anchor" and s.id.startswith(prefix)]
+        if rows and anchor:
+            shapes = [s.id.removeprefix(prefix) for s in rows]
+            report = reports[prefix] = run(settings, shapes=shapes, log=log)
+            if report.status != "ok":
+                log(f"anchor {prefix.rstrip('.')} {report.status}: {report.reason}")
+        for s in rows:
+            measured[s.id] = _from_anchor(s, reports.get(prefix), "anchor disabled (--no-anchor)")
+    return Results(measurements=tuple(measured[s.id] for s in chosen), anchors=reports)

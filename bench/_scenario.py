@@ -4,7 +4,8 @@ and how to get its timing loop.
 A Python scenario's ``setup()`` is an async context manager yielding the `Loop`; state it
 needs (a breaker, a kernel runtime) lives inside it and is torn down after the timing.
 An anchor scenario is measured by another process (see ``bench.anchors``). A slot without a
-setup yet (the kernel rows) is reported as unavailable with ``unavailable`` as the reason.
+setup yet (the kernel rows) is reported as unavailable with ``unavailable`` as the reason;
+so is a row whose setup raises `Unavailable` (what it needs is missing on this machine).
 """
 
 from __future__ import annotations
@@ -38,7 +39,13 @@ GROUPS = (
     "failure path",
     "kernel",
     "http",
+    "durable",
 )
+
+
+class Unavailable(Exception):
+    """Raised by a setup when what its row needs is missing here (a server, an extra):
+    the row is reported unavailable with this message as the reason, not as an error."""
 
 
 def _check_group(instance: Scenario, attribute: attrs.Attribute[str], value: str) -> None:

@@ -9,6 +9,8 @@ import attrs
 
 from bench._execute import Measurement, Results
 from bench._timing import Settings
+from bench.anchors import dbos, runner
+from bench.anchors.runner import AnchorReport
 from bench.targets import Verdict
 
 SCHEMA_VERSION = 1
@@ -142,6 +144,18 @@ def _verdict_entry(v: Verdict) -> dict[str, Any]:
     }
 
 
+def _anchor_entry(
+    results: Results, prefix: str, anchor_enabled: bool
+) -> tuple[dict[str, Any], AnchorReport | None]:
+    """The status of the anchor whose rows start with ``prefix``, and its report."""
+    report = results.anchors.get(prefix)
+    if report is not None:
+        return {"status": report.status, "reason": report.reason}, report
+    if not any(m.scenario.id.startswith(prefix) for m in results.measurements):
+        return {"status": "not selected", "reason": None}, None
+    return {"status": "disabled", "reason": None if anchor_enabled else "--no-anchor"}, None
+
+
 def document(
     results: Results,
     verdicts: Sequence[Verdict],
@@ -153,15 +167,10 @@ def document(
     versions: dict[str, str | None],
     created: str,
 ) -> dict[str, Any]:
-    """The JSON document written to ``latest.json``."""
-    report = results.anchor
-    if report is not None:
-        anchor: dict[str, Any] = {"status": report.status, "reason": report.reason}
-    elif not any(m.scenario.source == "anchor" for m in results.measurements):
-        anchor = {"status": "not selected", "reason": None}
-    else:
-        reason = "--no-anchor" if not anchor_enabled else None
-        anchor = {"status": "disabled", "reason": reason}
+    """The JSON document written to ``latest.json``: ``anchor`` is BlueLibs Runner's
+    status, ``dbos_anchor`` DBOS Transact's."""
+    anchor, report = _anchor_entry(results, runner.PREFIX, anchor_enabled)
+    dbos_anchor, dbos_report = _anchor_entry(results, dbos.PREFIX, anchor_enabled)
     return {
         "schema": SCHEMA_VERSION,
         "created": created,
@@ -179,8 +188,10 @@ def document(
             **versions,
             "node": None if report is None else report.node,
             "@bluelibs/runner": None if report is None else report.runner,
+            "dbos": getattr(dbos_report, "dbos", None),
         },
         "anchor": anchor,
+        "dbos_anchor": dbos_anchor,
         "scenarios": [_scenario_entry(m, results) for m in results.measurements],
         "targets": [_verdict_entry(v) for v in verdicts],
     }

@@ -1,9 +1,9 @@
 """The registry: every scenario of every group, in table order.
 
 One module per group (``floor``, ``retry``, ``circuit``, ``cache``, ``limits``,
-``pipeline``, ``failure``, ``kernel``, ``http``), each exporting ``SCENARIOS``; the
-BlueLibs Runner rows come from ``bench.anchors.runner``. Adding a scenario means adding it
-to its module.
+``pipeline``, ``failure``, ``kernel``, ``http``, ``durable``), each exporting
+``SCENARIOS``; the BlueLibs Runner rows come from ``bench.anchors.runner``, the DBOS
+Transact rows from ``bench.anchors.dbos``. Adding a scenario means adding it to its module.
 """
 
 from __future__ import annotations
@@ -11,8 +11,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from bench._scenario import GROUPS, Scenario
-from bench.anchors import runner
-from bench.scenarios import cache, circuit, failure, floor, http, kernel, limits, pipeline, retry
+from bench.anchors import dbos, runner
+from bench.scenarios import (
+    cache,
+    circuit,
+    durable,
+    failure,
+    floor,
+    http,
+    kernel,
+    limits,
+    pipeline,
+    retry,
+)
 
 
 def _in_table_order(scenarios: Iterable[Scenario]) -> tuple[Scenario, ...]:
@@ -48,7 +59,9 @@ REGISTRY: tuple[Scenario, ...] = _in_table_order(
         *failure.SCENARIOS,
         *kernel.SCENARIOS,
         *http.SCENARIOS,
+        *durable.SCENARIOS,
         *runner.SCENARIOS,
+        *dbos.SCENARIOS,
     )
 )
 

@@ -1,5 +1,6 @@
-"""``python -m bench``: the quick run end to end (no timing assertions), the anchor when
-Node is present, and the harness, registry, targets and report in isolation."""
+"""``python -m bench``: the quick run end to end (no timing assertions; the PostgreSQL rows
+left out), the anchor when Node is present, and the harness, registry, targets and report
+in isolation. The durable rows' pieces and the DBOS anchor: ``test_durable_bench.py``."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from typing import Any
 import pytest
 
 from bench import __main__ as cli
+from bench import pg
 from bench._execute import Measurement, Results, execute, matches, select
-from bench._scenario import BARE, GROUPS, Scenario
+from bench._scenario import BARE, GROUPS, Scenario, Unavailable
 from bench._timing import (
     Loop,
     Settings,
@@ -44,7 +46,9 @@ def _stamp(path: Path) -> tuple[float, int] | None:
     return (path.stat().st_mtime, path.stat().st_size) if path.exists() else None
 
 
-def _check_document(data: dict[str, Any], *, anchor_rows: str) -> None:
+def _check_document(
+    data: dict[str, Any], *, anchor_rows: str, unavailable: frozenset[str] = frozenset()
+) -> None:
     assert data["schema"] == 1
     assert data["mode"] == "quick"
     assert data["method"]["reps"] >= 5
@@ -86,6 +90,8 @@ def _check_document(data: dict[str, Any], *, anchor_rows: str) -> None:
             assert entry["reason"]
         if scenario.source == "python" and scenario.setup is not None:
             allowed = {"ok", "error"} if scenario.may_fail else {"ok"}
+            if scenario.id in unavailable:
+                allowed = {"unavailable"}
             assert entry["status"] in allowed, (scenario.id, entry["reason"])
         if scenario.setup is None and scenario.source == "python":
             assert entry == {**entry, "status": "unavailable", "reason": scenario.unavailable}
@@ -101,10 +107,18 @@ def _check_document(data: dict[str, Any], *, anchor_rows: str) -> None:
             assert target["reason"]
 
 
+POSTGRES_ROWS = frozenset({"durable.latency_postgres", "durable.throughput_postgres"})
+
+
+def _no_postgres() -> pg.Cluster:
+    raise Unavailable("PostgreSQL rows are left out of this test")
+
+
 def test_quick_run_prints_the_table_and_writes_json_and_png(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     before = _stamp(COMMITTED)
+    monkeypatch.setattr(pg.CLUSTER, "factory", _no_postgres)
 
     assert cli.main(["--quick", "--no-anchor", "--out", str(tmp_path)]) == 0
 
@@ -115,11 +129,23 @@ def test_quick_run_prints_the_table_and_writes_json_and_png(
     assert "retry success-path overhead <= 1/20 of tenacity's" in out
     assert "✓" in out or "✗" in out
     data = json.loads((tmp_path / "latest.json").read_text(encoding="utf-8"))
-    _check_document(data, anchor_rows="disabled")
+    _check_document(data, anchor_rows="disabled", unavailable=POSTGRES_ROWS)
     assert data["anchor"] == {"status": "disabled", "reason": "--no-anchor"}
+    assert data["dbos_anchor"] == {"status": "disabled", "reason": "--no-anchor"}
     kernel_rows = [e for e in data["scenarios"] if e["id"].startswith("kernel.")]
     assert len(kernel_rows) == 6
     assert {row["status"] for row in kernel_rows} == {"ok"}
+    durable = {e["id"]: e for e in data["scenarios"] if e["id"].startswith("durable.")}
+    assert set(durable) == POSTGRES_ROWS | {
+        "durable.latency_sqlite",
+        "durable.throughput_sqlite",
+        "durable.replay_step",
+    }
+    for row_id in POSTGRES_ROWS:
+        assert durable[row_id]["reason"] == "PostgreSQL rows are left out of this test"
+    assert "workflows/s (" in durable["durable.throughput_sqlite"]["details"]
+    assert durable["durable.throughput_sqlite"]["stats"]["calls_per_rep"] >= 16
+    assert "— (PostgreSQL rows are left out of this test)" in out
     runner_target = next(t for t in data["targets"] if t["reference"] == "runner_js.passthrough5")
     assert runner_target["passed"] is None
     assert "--no-anchor" in runner_target["reason"]
@@ -325,6 +351,8 @@ def test_registry_is_grouped_with_shapes_side_by_side() -> None:
         ("kernel.chain_10", "runner_js.chain_10"),
         ("limits.bulkhead", "floor.capacity_limiter"),
         ("limits.timeout", "floor.move_on_after"),
+        ("durable.latency_sqlite", "dbos.latency_sqlite"),
+        ("durable.throughput_sqlite", "dbos.throughput_sqlite"),
     ]:
         assert ids.index(theirs) == ids.index(ours) + 1
 
@@ -395,6 +423,16 @@ async def _broken_setup() -> AsyncIterator[Loop]:
     yield _counting_loop()[0]
 
 
+async def _no_server() -> None:
+    raise Unavailable("no server here")
+
+
+@asynccontextmanager
+async def _unavailable_setup() -> AsyncIterator[Loop]:
+    await _no_server()
+    yield _counting_loop()[0]
+
+
 @asynccontextmanager
 async def _broken_teardown() -> AsyncIterator[Loop]:
     yield _counting_loop()[0]
@@ -419,6 +457,7 @@ def test_execute_records_errors_and_slots_without_stopping() -> None:
         Scenario(id="b", label="b", group="retry", who="peer", setup=_broken_setup, may_fail=True),
         Scenario(id="c", label="c", group="retry", who="ours", setup=_broken_setup),
         Scenario(id="d", label="d", group="kernel", who="ours", unavailable="later"),
+        Scenario(id="u", label="u", group="durable", who="ours", setup=_unavailable_setup),
         Scenario(id="e", label="e", group="retry", who="ours", setup=_broken_teardown),
         Scenario(id="f", label="f", group="retry", who="ours", setup=_broken_loop),
         *runner.SCENARIOS[:1],
@@ -428,6 +467,7 @@ def test_execute_records_errors_and_slots_without_stopping() -> None:
     assert status["a"] == ("ok", None)
     assert status["b"] == ("error", "RuntimeError: no such peer")
     assert status["d"] == ("unavailable", "later")
+    assert status["u"] == ("unavailable", "no server here")
     assert status[runner.BARE] == ("unavailable", "anchor disabled (--no-anchor)")
     assert status["e"] == ("error", "RuntimeError: no such peer")
     assert status["f"] == ("error", "OSError: mid-run")
