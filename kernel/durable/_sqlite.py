@@ -114,7 +114,7 @@ _CLAIM: Final = f"""
        OR (status = 'waiting' AND (wake_at <= :now OR EXISTS (
               SELECT 1 FROM signals
               WHERE signals.execution_id = executions.id
-                AND signals.signal_id = executions.waiting_for )))
+                AND signals.signal_id = executions.waiting_for AND signals.consumed = 0)))
        OR (status = 'running' AND lease_until < :now)
     ORDER BY CASE status
                  WHEN 'running' THEN lease_until
