@@ -8,7 +8,7 @@ from collections.abc import Callable, Collection
 import attrs
 import trio
 
-from kernel.durable._errors import LeaseLostError
+from kernel.durable._errors import CorruptRecordError, LeaseLostError
 from kernel.durable._records import (
     ACTIVE,
     AuditEntry,
@@ -256,8 +256,15 @@ class MemoryStore:
         self._owned(execution_id, worker)
         for signal in self._signals.get(execution_id, ()):
             if signal.signal_id == signal_id and not signal.consumed:
+                try:
+                    payload = json.loads(signal.payload)
+                except ValueError as exc:
+                    raise CorruptRecordError(
+                        f"signal {signal_id!r} of execution {execution_id!r} cannot be read "
+                        f"back: {exc}"
+                    ) from exc
                 signal.consumed = True
-                result = json.dumps({"kind": "signal", "payload": json.loads(signal.payload)})
+                result = json.dumps({"kind": "signal", "payload": payload})
                 step = StepRecord(execution_id, step_id, position, result, now)
                 self._steps.setdefault(execution_id, {}).setdefault(step_id, step)
                 return result

@@ -16,6 +16,7 @@ import trio
 
 from kernel.durable import (
     AuditEntry,
+    CorruptRecordError,
     Execution,
     LeaseLostError,
     Schedule,
@@ -711,3 +712,17 @@ async def test_concurrent_fires_of_one_tick_fire_once(store: Store) -> None:
             nursery.start_soon(fire, n)
     assert sorted(fired) == [False] * 4 + [True]
     assert len(await store.list_executions()) == 1
+
+
+async def test_an_unreadable_signal_payload_fails_that_consume_and_writes_nothing(
+    store: Store,
+) -> None:
+    await store.create_execution(execution("e1"))
+    await store.claim("w1", now=1.0, lease_until=100.0, limit=1)
+    assert await store.send_signal("e1", "go", "{not json", now=2.0)  # opaque to the store
+    with pytest.raises(CorruptRecordError, match=r"signal 'go' .*of execution 'e1'"):
+        await store.consume_signal("w1", "e1", "go", step_id="s", position=0, now=3.0)
+    # Nothing was written: no step, and the signal is still buffered.
+    assert await store.list_step_results("e1") == []
+    await store.release("e1", "w1", status="waiting", now=4.0, waiting_for="go")
+    assert [e.id for e in await store.claim("w2", now=5.0, lease_until=9.0, limit=1)] == ["e1"]
