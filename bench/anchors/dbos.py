@@ -16,13 +16,12 @@ import subprocess
 import sys
 from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import Any
 
 import attrs
 
 from bench._scenario import Scenario
-from bench._timing import Settings, Stats, summarize
-from bench.anchors.runner import AnchorReport
+from bench._timing import Settings
+from bench.anchors.runner import AnchorReport, read_scenarios, run_command, tail_of
 
 DBOS_DIR = Path(__file__).parent / "dbos_py"
 PREFIX = "dbos."
@@ -73,16 +72,6 @@ def venv_python(directory: Path) -> Path:
     return directory / ".venv" / "bin" / "python"
 
 
-def _tail(text: str, lines: int = 5) -> str:
-    return " | ".join(text.strip().splitlines()[-lines:]) or "(no output)"
-
-
-def _run(command: list[str], directory: Path, timeout: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        command, cwd=directory, capture_output=True, text=True, timeout=timeout, check=False
-    )
-
-
 def installed_version(directory: Path, timeout: float = 60.0) -> str | None:
     """The version of ``dbos`` in the anchor's venv, or None (no venv, not installed)."""
     python = venv_python(directory)
@@ -90,7 +79,7 @@ def installed_version(directory: Path, timeout: float = 60.0) -> str | None:
         return None
     probe = "from importlib.metadata import version; print(version('dbos'))"
     try:
-        done = _run([str(python), "-c", probe], directory, timeout)
+        done = run_command([str(python), "-c", probe], directory, timeout)
     except subprocess.TimeoutExpired:
         return None
     return done.stdout.strip() if done.returncode == 0 else None
@@ -107,49 +96,23 @@ def _install(directory: Path, timeout: float, log: Callable[[str], None]) -> str
     for name, command in steps:
         log(f"anchor dbos: {name} in {directory} (first use)")
         try:
-            done = _run(command, directory, timeout)
+            done = run_command(command, directory, timeout)
         except subprocess.TimeoutExpired:
             return f"{name} took longer than {timeout:g} s"
         if done.returncode != 0:
-            return f"{name} failed ({done.returncode}): {_tail(done.stderr)}"
+            return f"{name} failed ({done.returncode}): {tail_of(done.stderr)}"
     return None
 
 
 def parse_output(text: str) -> DbosReport:
     """Read the JSON printed by ``dbos_py/bench.py``; raise `ValueError` if it is malformed."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"dbos anchor output is not JSON: {exc}") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("scenarios"), dict):
-        raise ValueError("dbos anchor output has no 'scenarios' object")
-    stats: dict[str, Stats] = {}
-    errors: dict[str, str] = {}
-    for key, entry in data["scenarios"].items():
-        scenario_id = PREFIX + str(key)
-        if isinstance(entry, dict) and "error" in entry:
-            errors[scenario_id] = str(entry["error"])
-        else:
-            stats[scenario_id] = _stats(scenario_id, entry)
+    data, stats, errors = read_scenarios(text, "dbos anchor", PREFIX)
     return DbosReport(
         status="ok",
         stats=stats,
         errors=errors,
         dbos=None if data.get("dbos") is None else str(data["dbos"]),
     )
-
-
-def _stats(scenario_id: str, entry: Any) -> Stats:
-    samples = entry.get("samples_ns") if isinstance(entry, dict) else None
-    calls = entry.get("calls_per_rep") if isinstance(entry, dict) else None
-    if (
-        not isinstance(samples, list)
-        or not samples
-        or not all(isinstance(s, int | float) and s > 0 for s in samples)
-        or not isinstance(calls, int)
-    ):
-        raise ValueError(f"dbos anchor output for {scenario_id} needs samples_ns and calls_per_rep")
-    return summarize(samples, calls)
 
 
 def run_anchor(
@@ -172,12 +135,12 @@ def run_anchor(
     command = [str(venv_python(directory)), "bench.py", "--shapes", ",".join(chosen)]
     command += ["--settings", json.dumps(attrs.asdict(settings))]
     try:
-        done = _run(command, directory, timeout)
+        done = run_command(command, directory, timeout)
     except subprocess.TimeoutExpired:
         return DbosReport(status="failed", reason=f"bench.py took longer than {timeout:g} s")
     if done.returncode != 0:
         return DbosReport(
-            status="failed", reason=f"bench.py exited {done.returncode}: {_tail(done.stderr)}"
+            status="failed", reason=f"bench.py exited {done.returncode}: {tail_of(done.stderr)}"
         )
     try:
         return parse_output(done.stdout)

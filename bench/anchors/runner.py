@@ -86,22 +86,33 @@ class AnchorReport:
     errors: Mapping[str, str] = attrs.field(factory=dict)
 
 
-def parse_output(text: str) -> AnchorReport:
-    """Read the JSON printed by ``bench.js``; raise `ValueError` if it is malformed."""
+def read_scenarios(
+    text: str, label: str, prefix: str
+) -> tuple[dict[str, Any], dict[str, Stats], dict[str, str]]:
+    """Read the JSON an anchor program prints (``{"scenarios": {key: {samples_ns,
+    calls_per_rep} | {error}}, ...}``): the whole object, the stats and the errors by
+    scenario id (``prefix`` + key). ``label`` names the anchor in the `ValueError` raised
+    for bad output."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"anchor output is not JSON: {exc}") from exc
+        raise ValueError(f"{label} output is not JSON: {exc}") from exc
     if not isinstance(data, dict) or not isinstance(data.get("scenarios"), dict):
-        raise ValueError("anchor output has no 'scenarios' object")
+        raise ValueError(f"{label} output has no 'scenarios' object")
     stats: dict[str, Stats] = {}
     errors: dict[str, str] = {}
     for key, entry in data["scenarios"].items():
-        scenario_id = PREFIX + str(key)
+        scenario_id = prefix + str(key)
         if isinstance(entry, dict) and "error" in entry:
             errors[scenario_id] = str(entry["error"])
-            continue
-        stats[scenario_id] = _stats(scenario_id, entry)
+        else:
+            stats[scenario_id] = _stats(f"{label} output for {scenario_id}", entry)
+    return data, stats, errors
+
+
+def parse_output(text: str) -> AnchorReport:
+    """Read the JSON printed by ``bench.js``; raise `ValueError` if it is malformed."""
+    data, stats, errors = read_scenarios(text, "anchor", PREFIX)
     return AnchorReport(
         status="ok",
         node=_optional_str(data.get("node")),
@@ -120,7 +131,7 @@ def _stats(scenario_id: str, entry: Any) -> Stats:
         or not all(isinstance(s, int | float) and s > 0 for s in samples)
         or not isinstance(calls, int)
     ):
-        raise ValueError(f"anchor output for {scenario_id} needs samples_ns and calls_per_rep")
+        raise ValueError(f"{scenario_id} needs samples_ns and calls_per_rep")
     return summarize(samples, calls)
 
 
@@ -143,11 +154,13 @@ def pinned_version(directory: Path) -> str:
     return str(manifest["dependencies"][PACKAGE])
 
 
-def _tail(text: str, lines: int = 5) -> str:
+def tail_of(text: str, lines: int = 5) -> str:
     return " | ".join(text.strip().splitlines()[-lines:]) or "(no output)"
 
 
-def _run(command: list[str], directory: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+def run_command(
+    command: list[str], directory: Path, timeout: float
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         command, cwd=directory, capture_output=True, text=True, timeout=timeout, check=False
     )
@@ -181,13 +194,13 @@ def run_anchor(
     if installed_version(directory) != pinned_version(directory):
         log(f"anchor: npm ci in {directory} (first use)")
         try:
-            install = _run([npm, "ci", "--no-audit", "--no-fund"], directory, timeout)
+            install = run_command([npm, "ci", "--no-audit", "--no-fund"], directory, timeout)
         except subprocess.TimeoutExpired:
             return AnchorReport(status="skipped", reason=f"npm ci took longer than {timeout:g} s")
         if install.returncode != 0:
             return AnchorReport(
                 status="skipped",
-                reason=f"npm ci failed ({install.returncode}): {_tail(install.stderr)}",
+                reason=f"npm ci failed ({install.returncode}): {tail_of(install.stderr)}",
             )
     options = json.dumps(attrs.asdict(settings))
     reports = []
@@ -198,12 +211,12 @@ def run_anchor(
         log(f"anchor: node bench.js --shapes {','.join(chosen)}")
         command = [node, "--expose-gc", "bench.js", "--shapes", ",".join(chosen)]
         try:
-            done = _run([*command, "--settings", options], directory, timeout)
+            done = run_command([*command, "--settings", options], directory, timeout)
         except subprocess.TimeoutExpired:
             return AnchorReport(status="failed", reason=f"bench.js took longer than {timeout:g} s")
         if done.returncode != 0:
             return AnchorReport(
-                status="failed", reason=f"bench.js exited {done.returncode}: {_tail(done.stderr)}"
+                status="failed", reason=f"bench.js exited {done.returncode}: {tail_of(done.stderr)}"
             )
         try:
             reports.append(parse_output(done.stdout))
