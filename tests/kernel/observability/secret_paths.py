@@ -20,6 +20,7 @@ shows the leak on the old code too. Exit status 1 if a path did not run as plann
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import traceback
 from collections.abc import Awaitable, Callable
@@ -67,10 +68,8 @@ async def charge(card_number: str, *, password: str, dsn: str) -> None:
 
 async def task_path(log: kernel.LogConfig | None) -> None:
     async with kernel.run(kernel.App("shop", register=[charge]), log=log) as rt:
-        try:
+        with contextlib.suppress(PaymentDeclined):  # handled by the caller
             await rt.run_task(charge, CARD, password=PASSWORD, dsn=DSN)
-        except PaymentDeclined:
-            pass  # handled by the caller
 
 
 receipt = kernel.event("pay.receipt")
@@ -89,10 +88,8 @@ async def checkout(order: dict[str, str], *, receipt: Any) -> None:
 async def hook_path(log: kernel.LogConfig | None) -> None:
     app = kernel.App("shop", register=[receipt, mail_receipt, checkout])
     async with kernel.run(app, log=log) as rt:
-        try:
+        with contextlib.suppress(PaymentDeclined):
             await rt.run_task(checkout, payment())
-        except PaymentDeclined:
-            pass
 
 
 @attrs.frozen
@@ -191,10 +188,8 @@ async def settle(order: dict[str, str], *, durable: Any) -> None:
 async def durable_path(log: kernel.LogConfig | None) -> None:
     app = kernel.App("shop", register=[engine, settle, receipt, mail_receipt])
     async with kernel.run(app, log=log) as rt:
-        try:
+        with contextlib.suppress(kernel.durable.WorkflowFailedError):
             await rt.resource(engine).start_and_wait(settle, payment())
-        except kernel.durable.WorkflowFailedError:
-            pass
 
 
 class RefundRefused(kernel.PublicError):
@@ -226,14 +221,10 @@ async def remote_path(log: kernel.LogConfig | None) -> None:
         remote_void = kernel.remote(void, via=endpoint)
         client = kernel.App("client", register=[endpoint, remote_refund, remote_void])
         async with kernel.run(client) as rt:
-            try:
+            with contextlib.suppress(RefundRefused):
                 await rt.run_task(remote_refund, card_number=CARD, password=PASSWORD)
-            except RefundRefused:
-                pass
-            try:
+            with contextlib.suppress(kernel.RemoteError):  # a 500: "internal error"
                 await rt.run_task(remote_void, card_number=CARD, password=PASSWORD)
-            except kernel.RemoteError:  # a 500: "internal error"
-                pass
 
 
 PATHS: dict[str, Callable[[kernel.LogConfig | None], Awaitable[None]]] = {

@@ -223,7 +223,8 @@ def test_installing_sets_loguru_default_handler_aside_until_the_last_is_removed(
     loguru_default: io.StringIO, records: list[Any]
 ) -> None:
     default_id = _handlers.default_handler_id()
-    assert default_id is not None and default_id in handler_ids()
+    assert default_id is not None
+    assert default_id in handler_ids()
     first = install(LogConfig(sink=io.StringIO()))
     second = install(LogConfig(sink=io.StringIO()))
     assert default_id not in handler_ids()
@@ -236,7 +237,8 @@ def test_installing_sets_loguru_default_handler_aside_until_the_last_is_removed(
     assert [r["message"] for r in records] == ["while installed", "one left", "after"]
     # Put back on the same stream, with loguru's defaults (its own format, not the test's).
     printed = loguru_default.getvalue().splitlines()
-    assert len(printed) == 1 and printed[0].endswith(" - after")
+    assert len(printed) == 1
+    assert printed[0].endswith(" - after")
     assert _handlers.default_handler_id() in handler_ids()
 
 
