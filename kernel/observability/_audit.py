@@ -148,7 +148,8 @@ def _probe_exception() -> _ProbeError:
 
 
 def _reachable_locals(exception: Any) -> Iterator[dict[str, Any]]:
-    """The locals of every frame a handler could reach from a record's exception."""
+    """The locals of every frame a handler could reach from a record's exception (the
+    probe's chain; it holds no exception group)."""
     tracebacks: list[TracebackType | None] = [exception.traceback]
     seen: set[int] = set()
     pending: list[BaseException | None] = [exception.value]
@@ -159,8 +160,6 @@ def _reachable_locals(exception: Any) -> Iterator[dict[str, Any]]:
         seen.add(id(value))
         tracebacks.append(value.__traceback__)
         pending += [value.__cause__, value.__context__]
-        if isinstance(value, BaseExceptionGroup):
-            pending += value.exceptions
     for tb in tracebacks:
         while tb is not None:
             yield tb.tb_frame.f_locals

@@ -257,9 +257,10 @@ class Redaction:
         pattern = re.compile("|".join(map(_term_pattern, terms))) if terms else None
         object.__setattr__(self, "_key_pattern", pattern)
         # Every word of a sensitive key is in the text, so its term's first word is too:
-        # text without any first word holds no key, and skips the scan.
+        # lower-cased text without any first word holds no key, and skips the scan. (One
+        # search of the lower-cased text: an IGNORECASE alternation is ~8x slower.)
         firsts = sorted({_words(term).strip("_").split("_")[0] for term in terms})
-        hint = re.compile("|".join(map(re.escape, firsts)), re.IGNORECASE) if firsts else None
+        hint = re.compile("|".join(map(re.escape, firsts))) if firsts else None
         object.__setattr__(self, "_key_hint", hint)
 
     @classmethod
@@ -290,7 +291,7 @@ class Redaction:
         """``text`` with the values after sensitive keys, card numbers, SSNs, URL passwords
         (and e-mails, when on) replaced."""
         hint = self._key_hint
-        if hint is not None and hint.search(text) is not None:
+        if hint is not None and hint.search(text.lower()) is not None:
             text = self._redact_keys_in_text(text)
         if self.url_credentials and "://" in text:
             text = _URL_PASSWORD.sub(rf"\1:{REDACTED}@", text)

@@ -17,6 +17,7 @@ from kernel.observability._redaction import DEFAULT_KEYS, REDACTED, Redaction
         # the repr of a dict, of keyword arguments, of an attrs or dataclass instance
         ("{'password': 's3cr3t', 'user': 'bob'}", "{'password': '[REDACTED]', 'user': 'bob'}"),
         ("charge(password='a b', card=1)", "charge(password='[REDACTED]', card=1)"),
+        ("password='it\\'s' user='bob'", "password='[REDACTED]' user='bob'"),
         ("Db(dsn='x', api_key=b'k')", "Db(dsn='x', api_key=b'[REDACTED]')"),
         # JSON, with a value that is not a string
         ('{"token": [1, "a]", {"b": 2}], "n": 1}', '{"token": [REDACTED], "n": 1}'),
