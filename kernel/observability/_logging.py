@@ -281,10 +281,9 @@ def install(config: LogConfig) -> Installed:
 
     loguru's default handler is removed until the last installed config is (see the module
     docstring); the user's handlers are left alone. The handler's ``format`` is a function
-    that renders
-    the record into one of its keys and returns a constant template reading it back — the
-    loguru idiom for custom serialisation: the text is never parsed for colour markup or
-    braces, and the template is compiled once.
+    that renders the record into one of its keys and returns a constant template reading it
+    back — the loguru idiom for custom serialisation: the text is never parsed for colour
+    markup or braces, and the template is compiled once.
     """
     terminator = "" if isinstance(config.sink, logging.Handler) else "\n"
     formatter = _Formatter(config.format, config.redact, terminator)
