@@ -17,8 +17,11 @@ graph gives the single row ``graph``. The checks:
 - ``shutdown.signals``, ``shutdown.drain``: SIGTERM/SIGINT handled, ``drain_timeout > 0``.
   A bare App is judged with the defaults of ``kernel.Service`` and ``kernel.main``.
 - ``logs.json``, ``logs.redaction``, ``metrics``, ``tracing``: the Service's ``log`` is a
-  ``LogConfig`` with ``format="json"`` and redaction enabled, ``metrics`` is on (``True`` or a
-  registry), ``tracing`` is a ``TracingConfig`` with an exporter. A bare App fails them all.
+  ``LogConfig`` with ``format="json"``; its logs are sanitized (``logs.redaction``, see
+  `kernel.observability._audit`: a probe carrying secrets in its locals, message and data is
+  redacted with the config's policy and searched for them, and no loguru handler of the
+  process prints locals); ``metrics`` is on (``True`` or a registry), ``tracing`` is a
+  ``TracingConfig`` with an exporter. A bare App fails them all.
 - ``exposure.auth``, ``exposure.allow_lists``, ``exposure.body_limit``: every HTTP exposure
   (a resource tagged ``kernel.exposure``) has ``auth``; allows some task or event ids and
   no bare ``*``; and a ``body_limit`` of at most 10 MiB. n/a while no exposure is
@@ -43,6 +46,7 @@ from kernel._definitions import App, Resource, Task, tag
 from kernel._errors import KernelError
 from kernel._graph import Graph, Node, build_graph
 from kernel._service import Service, as_service
+from kernel.observability._audit import log_problems
 from kernel.observability._logging import LogConfig
 from kernel.observability._tracing import TracingConfig
 from middleware.observability._metrics import MetricsRegistry
@@ -311,7 +315,8 @@ def _log_rows(log: LogConfig | None) -> list[Row]:
             _fail("logs.json", "no log config: loguru's default text handler", _JSON_LOGS),
             _fail(
                 "logs.redaction",
-                "no log config: records of your own loggers are not redacted",
+                "no log config: records of your own loggers are not redacted, and loguru's "
+                "default handler prints the locals in their tracebacks",
                 _JSON_LOGS + " (it redacts by default)",
             ),
         ]
@@ -320,14 +325,17 @@ def _log_rows(log: LogConfig | None) -> list[Row]:
         if log.format == "json"
         else _fail("logs.json", f"format={log.format!r}", 'set LogConfig(format="json")')
     ]
-    if log.redact.enabled:
-        rows.append(_pass("logs.redaction", "on"))
+    problems = log_problems(log)
+    if not problems:
+        rows.append(
+            _pass("logs.redaction", "on; kernel tracebacks carry no locals; no handler prints any")
+        )
     else:
         rows.append(
             _fail(
                 "logs.redaction",
-                "off: secrets and card numbers reach the sinks",
-                "set LogConfig(redact=True) or a kernel.Redaction(...)",
+                "; ".join(problem.detail for problem in problems),
+                "; ".join(dict.fromkeys(problem.fix for problem in problems)),
             )
         )
     return rows

@@ -29,7 +29,7 @@ from kernel._graph import Graph, Node, build_graph
 from kernel._health import HealthReport, Readiness, breakers_of, check_health, health_targets
 from kernel._scope import Scope
 from kernel._shutdown import Gauge, Shutdown, ShuttingDown
-from kernel.observability._logging import LogConfig, install, kernel_logger
+from kernel.observability._logging import LogConfig, install, kernel_logger, log_task_failure
 from kernel.observability._metrics import observe_primitives
 from kernel.observability._tracing import Tracing, TracingConfig, start_tracing
 from middleware.observability._metrics import MetricsRegistry, default_registry, measure
@@ -114,7 +114,8 @@ class Runtime:
         """Run ``task`` through its middleware pipeline with its deps injected.
 
         A checkpoint whenever the task is. The task's exception propagates (and is logged
-        with the task id as source); cancellation propagates.
+        with the task id as source, at ``LogConfig.task_failures``: DEBUG by default);
+        cancellation propagates.
         """
         shutdown = self._shutdown
         if shutdown.stopping:
@@ -131,7 +132,7 @@ class Runtime:
             kernel_logger(task.id).warning("task input rejected: {}", exc)
             raise
         except Exception as exc:
-            kernel_logger(task.id).opt(exception=exc).error("task failed: {}", exc)
+            log_task_failure(task.id, exc)
             raise
         finally:
             gauge.n -= 1

@@ -16,18 +16,26 @@ keyword arguments and bound values stay out of the JSON line.
 
 Redaction happens twice, so that no secret reaches any sink. Loggers from `kernel_logger`
 (everything the kernel logs, and the ``kernel.logger`` resource) redact every record —
-its ``extra`` at any depth and its message text — with the active policy before loguru
-hands it to any handler, the user's own included. The handler `install` adds also
-redacts what it writes (data, message, error), so the user's own loguru records are
-redacted in its output too.
+its ``extra`` at any depth, its message text, and its exception, which becomes a
+`RedactedTraceback` (the standard traceback as redacted text, with no frames left to print
+the locals of; see `kernel.observability._tracebacks`) — with the active policy before
+loguru hands it to any handler: the user's own, and loguru's default one, whatever their
+``diagnose`` and ``backtrace``. With ``Redaction.off()`` records are left as they are. The
+handler `install` adds also redacts what it writes (data, message, error), and never
+prints locals, so the user's own loguru records are redacted in its output too.
 
-Library logs go through the same pipeline and never remove the user's handlers; silence
-them with the level or ``logger.disable("kernel")``.
+While a config is installed, loguru's own default handler (``sys.stderr``, ``diagnose=True``)
+is removed, and put back when the last one is removed: it would print every record a second
+time, and the locals of the exceptions of records the kernel did not make. Every other
+handler is left alone. Silence library logs with the level or ``logger.disable("kernel")``.
+
+``task_failures`` is the level at which `log_task_failure` records a task's failure on its
+way to the caller of ``rt.run_task`` (``None``: not at all); DEBUG by default, because the
+exception reaches the caller, who decides whether it is an incident.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -43,7 +51,14 @@ from typing import TYPE_CHECKING, Any, Final, Literal, cast
 import attrs
 from loguru import logger as _loguru
 
-from kernel.observability._redaction import REDACTED, Redaction
+from kernel.observability._handlers import restore_default, take_default
+from kernel.observability._redaction import REDACTED, Redaction, safe_repr
+from kernel.observability._tracebacks import (
+    RedactedTraceback,
+    redact_exception,
+    safe_str,
+    type_name,
+)
 
 if TYPE_CHECKING:
     from loguru import Logger, Record
@@ -55,6 +70,8 @@ __all__ = [
     "execution_id",
     "install",
     "kernel_logger",
+    "log_task_failure",
+    "redact_record",
 ]
 
 #: The id of the durable execution the current task belongs to (JSON ``context``).
@@ -72,7 +89,10 @@ _PRETTY_FORMAT: Final = (
 )
 _INDENT: Final = "    "
 _DEFAULT_POLICY: Final = Redaction()
+_DEFAULT_TASK_FAILURES: Final = "DEBUG"
 _installed: list[Installed] = []
+# The stream of loguru's default handler while installed configs keep it removed.
+_held_default: list[Any] = []
 
 
 def active_redaction() -> Redaction:
@@ -81,9 +101,9 @@ def active_redaction() -> Redaction:
     return _installed[-1].config.redact if _installed else _DEFAULT_POLICY
 
 
-def _redact_record(record: Record) -> None:
-    """loguru patcher: redact the record's extra (fail closed) and message in place."""
-    policy = active_redaction()
+def redact_record(record: Record, policy: Redaction) -> None:
+    """Redact ``record`` in place with ``policy``: its extra (fail closed), its message, and
+    its exception, replaced by a `RedactedTraceback` (no traceback left to walk)."""
     if not policy.enabled:
         return
     extra = record["extra"]
@@ -94,6 +114,17 @@ def _redact_record(record: Record) -> None:
             key: value if key == "source" else REDACTED for key, value in extra.items()
         }
     record["message"] = policy.redact_text(record["message"])
+    exception = record["exception"]
+    if exception is not None and exception.value is not None:
+        value = exception.value
+        if not isinstance(value, RedactedTraceback):
+            value = redact_exception(value, policy)
+        record["exception"] = exception._replace(value=value, traceback=None)
+
+
+def _redact_record(record: Record) -> None:
+    """loguru patcher of the kernel's loggers: `redact_record` with the active policy."""
+    redact_record(record, active_redaction())
 
 
 def kernel_logger(source: str) -> Logger:
@@ -103,6 +134,15 @@ def kernel_logger(source: str) -> Logger:
     ``kernel.logger`` resource is one.
     """
     return _loguru.bind(source=source).patch(_redact_record)
+
+
+def log_task_failure(task_id: str, exc: Exception) -> None:
+    """Record that task ``task_id`` raised ``exc`` (on its way to the caller), at the
+    latest installed config's ``task_failures`` level (DEBUG when none is installed)."""
+    level = _installed[-1].config.task_failures if _installed else _DEFAULT_TASK_FAILURES
+    if level is not None:
+        # depth=1: the record names the caller's line (run_task's), as a direct call would.
+        kernel_logger(task_id).opt(depth=1, exception=exc).log(level, "task failed: {}", exc)
 
 
 # ---------------------------------------------------------------------- configuration
@@ -130,6 +170,17 @@ def _check_level(instance: LogConfig, attribute: attrs.Attribute[Any], value: An
         raise ValueError(
             "LogConfig: level must be a loguru level name (TRACE, DEBUG, INFO, SUCCESS, "
             f"WARNING, ERROR, CRITICAL or a custom one), got {value!r}"
+        )
+
+
+def _check_task_failures(instance: LogConfig, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise TypeError(f"LogConfig: task_failures must be a level name or None, got {value!r}")
+    if not _is_level(value):
+        raise ValueError(
+            f"LogConfig: task_failures must be a loguru level name or None, got {value!r}"
         )
 
 
@@ -170,7 +221,12 @@ class LogConfig:
     ``format`` is ``"json"`` (one object per line) or ``"pretty"`` (for a terminal);
     ``level`` a loguru level name, any case; ``sink`` anything ``loguru.logger.add``
     takes (a file-like object, a path, a callable; ``sys.stderr`` by default); ``redact``
-    a `Redaction`, ``True`` (the default policy) or ``False`` (nothing redacted).
+    a `Redaction`, ``True`` (the default policy) or ``False`` (nothing redacted, and the
+    kernel's records keep their live exceptions). ``task_failures`` is the level at which a
+    task's failure is logged, with its redacted traceback, as it propagates to the caller
+    of ``rt.run_task`` (``"DEBUG"`` by default: the caller has the exception and decides;
+    ``"ERROR"`` logs every failure as an incident; ``None``: not logged). Like ``redact``,
+    it applies to the whole process while this is the latest config installed.
     """
 
     format: Literal["json", "pretty"] = attrs.field(default="pretty", validator=_check_format)
@@ -178,6 +234,9 @@ class LogConfig:
     sink: Any = attrs.field(factory=lambda: sys.stderr, validator=_check_sink)
     redact: Redaction = attrs.field(
         factory=Redaction, converter=_to_redaction, validator=_check_redaction
+    )
+    task_failures: str | None = attrs.field(
+        default=_DEFAULT_TASK_FAILURES, converter=_level_name, validator=_check_task_failures
     )
 
 
@@ -190,14 +249,19 @@ class Installed:
     _removed: bool = attrs.field(default=False, init=False)
 
     def remove(self) -> None:
-        """Remove the handler and restore the previous active policy; idempotent."""
+        """Remove the handler and restore the previous active policy; the last one removed
+        puts loguru's default handler back if it took it. Idempotent."""
         if self._removed:
             return
         self._removed = True
         _installed.remove(self)
-        # ValueError: someone already removed every handler (``logger.remove()``).
-        with contextlib.suppress(ValueError):
+        try:
             _loguru.remove(self.handler_id)
+        except ValueError:
+            # Someone removed every handler (``logger.remove()``): loguru's default too.
+            _held_default.clear()
+        if not _installed and _held_default:
+            restore_default(_held_default.pop())
 
     def __enter__(self) -> Installed:
         return self
@@ -215,10 +279,11 @@ def install(config: LogConfig) -> Installed:
     """Add one loguru handler writing ``config.format`` to ``config.sink`` at
     ``config.level`` and up, and make ``config.redact`` the active policy.
 
-    The user's handlers are left alone. The handler's ``format`` is a function that renders
-    the record into one of its keys and returns a constant template reading it back — the
-    loguru idiom for custom serialisation: the text is never parsed for colour markup or
-    braces, and the template is compiled once.
+    loguru's default handler is removed until the last installed config is (see the module
+    docstring); the user's handlers are left alone. The handler's ``format`` is a function
+    that renders the record into one of its keys and returns a constant template reading it
+    back — the loguru idiom for custom serialisation: the text is never parsed for colour
+    markup or braces, and the template is compiled once.
     """
     terminator = "" if isinstance(config.sink, logging.Handler) else "\n"
     formatter = _Formatter(config.format, config.redact, terminator)
@@ -230,6 +295,10 @@ def install(config: LogConfig) -> Installed:
         backtrace=False,
         diagnose=False,  # loguru's variable dumps would bypass redaction
     )
+    if not _held_default:
+        stream = take_default()
+        if stream is not None:
+            _held_default.append(stream)
     installed = Installed(config, handler_id)
     _installed.append(installed)
     return installed
@@ -306,10 +375,14 @@ class _Formatter:
         if exception is None or exception.type is None:
             return None
         value = exception.value
-        stack = "".join(traceback.format_exception(exception.type, value, exception.traceback))
+        if isinstance(value, RedactedTraceback):  # a kernel record's: redacted already
+            name, message, stack = value.type_name, value.message, value.stack
+        else:
+            name, message = type_name(exception.type), safe_str(value)
+            stack = "".join(traceback.format_exception(exception.type, value, exception.traceback))
         return {
-            "type": _type_name(exception.type),
-            "message": self.policy.redact_text(_safe_str(value)),
+            "type": name,
+            "message": self.policy.redact_text(message),
             "stack": self.policy.redact_text(stack),
         }
 
@@ -341,25 +414,6 @@ def _context() -> dict[str, str | None]:
     return {"execution_id": execution_id.get(), "trace_id": trace_id, "span_id": span_id}
 
 
-def _type_name(cls: type[BaseException]) -> str:
-    module = cls.__module__
-    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
-
-
-def _safe_str(value: object) -> str:
-    try:
-        return str(value)
-    except Exception:
-        return f"<{type(value).__name__} (str() failed)>"
-
-
-def _safe_repr(value: object) -> str:
-    try:
-        return repr(value)
-    except Exception:
-        return f"<{type(value).__name__} (repr() failed)>"
-
-
 def _jsonable(value: Any, policy: Redaction, path: set[int]) -> Any:
     """``value`` as JSON types: containers become objects and arrays (a container met again
     on its own path becomes ``"[Circular]"``), other values their redacted ``repr``."""
@@ -368,14 +422,14 @@ def _jsonable(value: Any, policy: Redaction, path: set[int]) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else repr(value)
     if not isinstance(value, Mapping | list | tuple | set | frozenset):
-        return policy.redact_text(_safe_repr(value))
+        return policy.redact_text(safe_repr(value))
     if id(value) in path:
         return "[Circular]"
     path.add(id(value))
     try:
         if isinstance(value, Mapping):
             return {
-                key if isinstance(key, str) else policy.redact_text(_safe_repr(key)): _jsonable(
+                key if isinstance(key, str) else policy.redact_text(safe_repr(key)): _jsonable(
                     item, policy, path
                 )
                 for key, item in value.items()

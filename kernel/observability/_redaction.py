@@ -10,10 +10,20 @@ Two kinds of rules, both replacing what they match by ``"[REDACTED]"``:
   by ``s``, and a multi-word term possibly written as one word. So ``db_password``,
   ``X-Api-Key``, ``apikey``, ``accessToken``, ``authtoken``, ``passwords`` and
   ``session_id`` are sensitive, ``tokenizer_version`` and ``cardinality`` are not.
+- **Keys in text.** Inside every string, the value written after a sensitive key, as the
+  ``repr`` of a dict, keyword arguments, a query string, a header line or JSON write it:
+  ``'password': 's3cr3t'``, ``password='s3cr3t'``, ``token=abc&x=1``, ``Authorization:
+  Bearer abc``, ``"api_key": [1, 2]``, ``('cookie', 'c')``. A quoted value keeps its quotes
+  around ``[REDACTED]``; a bracketed one is replaced to its closing bracket; a bare one up to
+  the next space, comma, semicolon, ``&`` or closing bracket (an auth scheme such as
+  ``Bearer`` takes the word after it along). ``name: message`` where the name ends in
+  ``Error``, ``Exception`` or ``Warning`` is an exception's header line, not a key.
 - **Values.** Inside every string (values, keys, and the text of the log message): card
   numbers (13 to 19 digits passing the Luhn check, digit groups possibly separated by one
   space or dash), US social security numbers (``ddd-dd-dddd``) and, when ``emails=True``,
   e-mail addresses. An int of 13 to 19 digits passing the Luhn check is a card number too.
+- **Exceptions** inside a value become their ``repr``, redacted as text: a live exception
+  object holds its traceback, whose frames hold every local variable.
 """
 
 from __future__ import annotations
@@ -24,7 +34,7 @@ from typing import Any, Final
 
 import attrs
 
-__all__ = ["DEFAULT_KEYS", "REDACTED", "Redaction"]
+__all__ = ["DEFAULT_KEYS", "REDACTED", "Redaction", "luhn_valid", "safe_repr"]
 
 #: What a redacted value is replaced by.
 REDACTED: Final = "[REDACTED]"
@@ -59,6 +69,21 @@ _KEYS_SEEN_MAX: Final = 4096
 _CARD_INT_MIN: Final = 10**12
 _CARD_INT_END: Final = 10**19
 _DIGIT: Final = re.compile(r"[0-9]")
+#: A key written in text (not inside a word or a path), bare or quoted, and what separates it
+#: from its value: ``=`` or ``:`` (not ``==``, ``::`` or ``://``), or ``,`` after a quoted key
+#: (a ``('key', value)`` pair).
+_TEXT_KEY: Final = re.compile(
+    r"""(?<![\w.\-/])(?P<quote>['"]?)(?P<key>[A-Za-z_][\w.\-]*)(?P=quote)"""
+    r"""(?:[ \t]*(?P<sep>[:=])(?![:=/])|(?<=['"])[ \t]*,)[ \t]*"""
+)
+#: Where a bare value in text ends.
+_BARE_VALUE: Final = re.compile(r"""[^\s,;&)\]}>'"]+""")
+#: An HTTP auth scheme: the credentials are the word after it.
+_AUTH_SCHEME: Final = re.compile(r"(?i:bearer|basic|digest|token|bot)[ \t]+(?=\S)")
+_STRING_PREFIX: Final = re.compile(r"""[bBrRuU]{0,2}(?=['"])""")
+_CLOSING: Final = {"(": ")", "[": "]", "{": "}"}
+#: The last words of exception type names, whose ``Name: message`` line is not a key.
+_EXCEPTION_WORDS: Final = ("_error_", "_exception_", "_warning_")
 # Exact types returned as they are without a look (the common leaves).
 _SCALARS: Final = frozenset({bool, float, bytes, type(None)})
 
@@ -112,6 +137,73 @@ def _redact_cards_in_run(match: re.Match[str]) -> str:
     return "".join(out)
 
 
+def safe_repr(value: object) -> str:
+    """``repr(value)``, or a placeholder naming its type when ``repr`` raises."""
+    try:
+        return repr(value)
+    except Exception:
+        return f"<{type(value).__name__} (repr() failed)>"
+
+
+def _value_span(text: str, start: int) -> tuple[int, int, int] | None:
+    """The value written at ``text[start:]``: the span to replace and where it ends (past a
+    closing quote), or ``None`` when there is no value there."""
+    scheme = _AUTH_SCHEME.match(text, start)
+    if scheme is not None:
+        start = scheme.end()
+    if start >= len(text):
+        return None
+    prefix = _STRING_PREFIX.match(text, start)
+    if prefix is not None:
+        quote_at = prefix.end()
+        end = _quoted_end(text, quote_at)
+        closed = end > quote_at + 1 and text[end - 1] == text[quote_at]
+        return quote_at + 1, end - 1 if closed else end, end
+    if text[start] in _CLOSING:
+        end = _bracketed_end(text, start)
+        return start, end, end
+    bare = _BARE_VALUE.match(text, start)
+    if bare is None:
+        return None
+    return start, bare.end(), bare.end()
+
+
+def _quoted_end(text: str, quote_at: int) -> int:
+    """The index after the quote closing the string opened at ``text[quote_at]`` (the end of
+    the text when it is not closed)."""
+    quote = text[quote_at]
+    index = quote_at + 1
+    while index < len(text):
+        char = text[index]
+        if char == "\\":
+            index += 2
+            continue
+        if char == quote:
+            return index + 1
+        index += 1
+    return len(text)
+
+
+def _bracketed_end(text: str, start: int) -> int:
+    """The index after the bracket closing the one at ``text[start]``, skipping quoted
+    strings (the end of the text when it is not closed)."""
+    expected: list[str] = []
+    index = start
+    while index < len(text):
+        char = text[index]
+        if char in "'\"":
+            index = _quoted_end(text, index)
+            continue
+        if char in _CLOSING:
+            expected.append(_CLOSING[char])
+        elif expected and char == expected[-1]:
+            expected.pop()
+            if not expected:
+                return index + 1
+        index += 1
+    return len(text)
+
+
 def _check_terms(instance: Redaction, attribute: attrs.Attribute[Any], value: Any) -> None:
     for term in value:
         if not isinstance(term, str):
@@ -155,6 +247,7 @@ class Redaction:
     emails: bool = attrs.field(default=False, validator=_is_bool)
     url_credentials: bool = attrs.field(default=True, validator=_is_bool)
     _key_pattern: re.Pattern[str] | None = attrs.field(init=False, repr=False, eq=False)
+    _key_hint: re.Pattern[str] | None = attrs.field(init=False, repr=False, eq=False)
     _keys_seen: dict[str, tuple[str, bool]] = attrs.field(
         init=False, repr=False, eq=False, factory=dict
     )
@@ -163,6 +256,12 @@ class Redaction:
         terms = (*self.keys, *self.extra_keys)
         pattern = re.compile("|".join(map(_term_pattern, terms))) if terms else None
         object.__setattr__(self, "_key_pattern", pattern)
+        # Every word of a sensitive key is in the text, so its term's first word is too:
+        # lower-cased text without any first word holds no key, and skips the scan. (One
+        # search of the lower-cased text: an IGNORECASE alternation is ~8x slower.)
+        firsts = sorted({_words(term).strip("_").split("_")[0] for term in terms})
+        hint = re.compile("|".join(map(re.escape, firsts))) if firsts else None
+        object.__setattr__(self, "_key_hint", hint)
 
     @classmethod
     def off(cls) -> Redaction:
@@ -189,7 +288,11 @@ class Redaction:
         return self._key(key)[1]
 
     def redact_text(self, text: str) -> str:
-        """``text`` with card numbers, SSNs, URL passwords (and e-mails, when on) replaced."""
+        """``text`` with the values after sensitive keys, card numbers, SSNs, URL passwords
+        (and e-mails, when on) replaced."""
+        hint = self._key_hint
+        if hint is not None and hint.search(text.lower()) is not None:
+            text = self._redact_keys_in_text(text)
         if self.url_credentials and "://" in text:
             text = _URL_PASSWORD.sub(rf"\1:{REDACTED}@", text)
         if (self.cards or self.ssns) and _DIGIT.search(text) is not None:
@@ -246,7 +349,32 @@ class Redaction:
             return self._copy_tuple(value, memo)
         if isinstance(value, set | frozenset):
             return type(value)(self._copy(item, memo) for item in value)
+        if isinstance(value, BaseException):
+            return self.redact_text(safe_repr(value))
         return value
+
+    def _redact_keys_in_text(self, text: str) -> str:
+        """``text`` with the value after each sensitive key (see the module docstring)."""
+        out: list[str] = []
+        done = 0  # text[:done] is decided
+        for match in _TEXT_KEY.finditer(text):
+            if match.start() < done:
+                continue  # inside a value already replaced
+            words = _words(match["key"])
+            if match["sep"] == ":" and words.endswith(_EXCEPTION_WORDS):
+                continue
+            if not self._key(match["key"])[1]:
+                continue
+            span = _value_span(text, match.end())
+            if span is None:
+                continue
+            begin, stop, end = span
+            out.append(text[done:begin] + REDACTED + text[stop:end])
+            done = end
+        if not out:
+            return text
+        out.append(text[done:])
+        return "".join(out)
 
     def _key(self, key: str) -> tuple[str, bool]:
         """``key`` redacted as text, and whether its value is hidden (cached per policy)."""

@@ -78,7 +78,11 @@ def test_the_good_service_passes_every_check() -> None:
         "shutdown.signals": ("pass", "SIGTERM and SIGINT start a graceful shutdown", None),
         "shutdown.drain": ("pass", "drain_timeout=30 s", None),
         "logs.json": ("pass", 'format="json"', None),
-        "logs.redaction": ("pass", "on", None),
+        "logs.redaction": (
+            "pass",
+            "on; kernel tracebacks carry no locals; no handler prints any",
+            None,
+        ),
         "metrics": ("pass", "on", None),
         "tracing": ("pass", "service 'shop', exporter otlp", None),
         **NO_EXPOSURE,
@@ -138,7 +142,8 @@ def test_a_service_without_log_config_with_a_registry_and_an_exporter_instance()
     )
     assert found["logs.redaction"] == (
         "fail",
-        "no log config: records of your own loggers are not redacted",
+        "no log config: records of your own loggers are not redacted, and loguru's default "
+        "handler prints the locals in their tracebacks",
         json_logs + " (it redacts by default)",
     )
     assert found["metrics"] == ("pass", "on", None)

@@ -45,7 +45,7 @@ def build() -> tuple[kernel.App, kernel.Task, kernel.Task]:
 async def test_json_logs_carry_source_data_error_and_redact() -> None:
     app, charge, _ = build()
     sink = io.StringIO()
-    config = kernel.LogConfig(format="json", level="INFO", sink=sink)
+    config = kernel.LogConfig(format="json", level="INFO", sink=sink, task_failures="ERROR")
     async with kernel.run(app, log=config) as rt:
         assert await rt.run_task(charge, 5) == "charged"
         with pytest.raises(ValueError, match="negative amount"):
