@@ -360,8 +360,6 @@ def _is_fixed_tuple(type_: Any) -> bool:
 
 def _fixed_tuple_hook(type_: Any, converter: cattrs.Converter) -> Hook:
     args = get_args(type_)
-    if args == ((),):  # tuple[()] as Python 3.11 spells it
-        args = ()
     hooks = [_lazy(converter, arg) for arg in args]
 
     def structure_tuple(value: Any, _: Any) -> Any:
