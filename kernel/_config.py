@@ -45,13 +45,11 @@ def problems(exc: Exception, path: str) -> list[str]:
 
 
 def structure(value: Any, type_: type[T], *, owner: str, path: str) -> T:
-    """``value`` as a ``type_`` instance (returned as is when it is one already).
+    """``value`` as a ``type_`` instance (an attrs instance is returned as it is).
 
     ``owner`` names who declared the type ("resource 'db'"), ``path`` the root of the field
     paths in the message ("config", "input", "payload").
     """
-    if isinstance(type_, type) and isinstance(value, type_):
-        return value
     try:
         return converter.structure(value, type_)
     except (CattrsError, TypeError, ValueError, AttributeError) as exc:

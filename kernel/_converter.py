@@ -9,7 +9,8 @@ target type            accepted value
 =====================  ==============================================================
 ``bool``               a bool
 ``int``                an int, not a bool (nor a float, even ``1.0``, nor ``"1"``)
-``float``              an int or a float within the float range, not a bool
+``float``              an int or a float within the float range (not ``inf``), not a
+                       bool
 ``str``                a str
 ``None``               None
 ``bytes``              a base85 str (what unstructuring writes), or bytes
@@ -158,8 +159,8 @@ def _accepts(base: type[Any], value: Any) -> bool:
         return isinstance(value, bool)
     if isinstance(value, bool):
         return False
-    if base is float:
-        return isinstance(value, float) or (isinstance(value, int) and abs(value) <= MAX_FLOAT)
+    if base is float:  # within the range (NaN, which JSON cannot carry, compares as in it)
+        return isinstance(value, (int, float)) and not abs(value) > MAX_FLOAT
     return isinstance(value, base)
 
 
