@@ -46,7 +46,7 @@ import types
 from base64 import b85decode
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
-from typing import Any, Final, Literal, Union, get_args, get_origin
+from typing import Any, Final, Literal, NoReturn, Union, get_args, get_origin
 
 import attrs
 import cattrs
@@ -167,6 +167,12 @@ def _accepts(base: type[Any], value: Any) -> bool:
 def _scalar_hook(base: type[Any]) -> Hook:
     # cattrs dispatches a class's subclasses here too (an IntEnum to int, a StrEnum to str).
     def structure_scalar(value: Any, type_: Any) -> Any:
+        if (
+            type(value) is base
+            and type_ is base
+            and (base is not float or -MAX_FLOAT <= value <= MAX_FLOAT)
+        ):
+            return value  # the common case, first
         if type_ is not base:
             if issubclass(type_, enum.Enum):
                 return _structure_enum(value, type_)
@@ -270,16 +276,18 @@ def _origin(type_: Any) -> Any:
     return get_origin(type_) or type_
 
 
-def _lazy(converter: cattrs.Converter, type_: Any) -> Hook:
-    """The hook of ``type_``, looked up at first use (a type may contain itself)."""
-    found: list[Hook] = []
+@attrs.define
+class _Later:
+    """The hook of ``type``, looked up at first use (a type may contain itself)."""
 
-    def structure_lazily(value: Any, _: Any) -> Any:
-        if not found:
-            found.append(converter.get_structure_hook(type_))
-        return found[0](value, type_)
+    converter: cattrs.Converter
+    type: Any
+    hook: Hook | None = None
 
-    return structure_lazily
+    def get(self) -> Hook:
+        if self.hook is None:
+            self.hook = self.converter.get_structure_hook(self.type)
+        return self.hook
 
 
 def _noted(exc: Exception, index: Any, type_: Any, container: Any) -> Exception:
@@ -289,18 +297,20 @@ def _noted(exc: Exception, index: Any, type_: Any, container: Any) -> Exception:
     return exc
 
 
-def _items(entries: Iterable[tuple[Any, Any, Hook, Any]], container: Any) -> list[Any]:
-    """``(index, value, hook, type)`` entries structured, or every failure with its index."""
-    done: list[Any] = []
+def _failures(
+    entries: Iterable[tuple[Any, Any, Hook, Any]], container: Any, first: Exception
+) -> NoReturn:
+    """Once the fast path failed with ``first``: structure ``(index, value, hook, type)``
+    entries again, raising every failure noted with its index."""
     errors: list[Exception] = []
     for index, value, hook, type_ in entries:
         try:
-            done.append(hook(value, type_))
+            hook(value, type_)
         except Exception as exc:
             errors.append(_noted(exc, index, type_, container))
-    if errors:
-        raise IterableValidationError(f"While structuring {container!r}", errors, container)
-    return done
+    if not errors:  # a hook that failed only once: its own error is all there is
+        raise first
+    raise IterableValidationError(f"While structuring {container!r}", errors, container)
 
 
 def _item_type(type_: Any) -> Any:
@@ -318,14 +328,18 @@ def _is_sequence(type_: Any) -> bool:
 def _sequence_hook(type_: Any, converter: cattrs.Converter) -> Hook:
     build = SEQUENCES[_origin(type_)]
     item = _item_type(type_)
-    hook = _lazy(converter, item)
+    later = _Later(converter, item)
 
     def structure_sequence(value: Any, _: Any) -> Any:
         if not isinstance(value, _ARRAY_VALUES):
             raise ShapeError(f"expected a list, got {kind(value)}")
         if item is Any:
             return build(list(value))
-        return build(_items(_entries(value, hook, item), type_))
+        hook = later.get()
+        try:
+            return build([hook(v, item) for v in value])
+        except Exception as exc:
+            _failures(((i, v, hook, item) for i, v in enumerate(value)), type_, exc)
 
     return structure_sequence
 
@@ -337,12 +351,12 @@ def _is_set(type_: Any) -> bool:
 def _set_hook(type_: Any, converter: cattrs.Converter) -> Hook:
     build = SETS[_origin(type_)]
     item = _item_type(type_)
-    hook = _lazy(converter, item)
+    structure_items = _sequence_hook(list[item], converter)  # type: ignore[valid-type]
 
     def structure_set(value: Any, _: Any) -> Any:
         if not isinstance(value, _SET_VALUES):
             raise ShapeError(f"expected a list, got {kind(value)}")
-        items = value if item is Any else _items(_entries(value, hook, item), type_)
+        items = structure_items(tuple(value) if isinstance(value, (set, frozenset)) else value, _)
         try:
             return build(items)
         except TypeError:  # an unhashable item (a list or a mapping in a set[Any])
@@ -351,25 +365,24 @@ def _set_hook(type_: Any, converter: cattrs.Converter) -> Hook:
     return structure_set
 
 
-def _entries(value: Iterable[Any], hook: Hook, item: Any) -> Iterable[tuple[Any, Any, Hook, Any]]:
-    return ((i, v, hook, item) for i, v in enumerate(value))
-
-
 def _is_fixed_tuple(type_: Any) -> bool:
     return get_origin(type_) is tuple and not _is_sequence(type_)
 
 
 def _fixed_tuple_hook(type_: Any, converter: cattrs.Converter) -> Hook:
     args = get_args(type_)
-    hooks = [_lazy(converter, arg) for arg in args]
+    later = [_Later(converter, arg) for arg in args]
 
     def structure_tuple(value: Any, _: Any) -> Any:
         if not isinstance(value, _ARRAY_VALUES):
             raise ShapeError(f"expected a list, got {kind(value)}")
         if len(value) != len(args):
             raise ShapeError(f"expected a list of {len(args)} items, got {len(value)}")
-        entries = zip(range(len(args)), value, hooks, args, strict=True)
-        return tuple(_items(entries, type_))
+        hooks = [each.get() for each in later]
+        try:
+            return tuple([hook(v, t) for hook, v, t in zip(hooks, value, args, strict=True)])
+        except Exception as exc:
+            _failures(zip(range(len(args)), value, hooks, args, strict=True), type_, exc)
 
     return structure_tuple
 
@@ -391,51 +404,56 @@ def _mapping_hook(type_: Any, converter: cattrs.Converter) -> Hook:
     key, item = (args[0], args[-1]) if args else (Any, Any)
     if _origin(type_) is collections.Counter:
         item = int
-    key_hook = _structure_int_key if key is int else _lazy(converter, key)
-    item_hook = _lazy(converter, item)
+    keys = None if key is int else _Later(converter, key)
+    items = _Later(converter, item)
 
     def structure_mapping(value: Any, _: Any) -> Any:
-        if not isinstance(value, Mapping):
+        if type(value) is not dict and not isinstance(value, Mapping):
             raise ShapeError(f"expected a mapping, got {kind(value)}")
         if key is Any and item is Any:
             return build(dict(value))
-        done: dict[Any, Any] = {}
-        errors: list[Exception] = []
-        for k, v in value.items():
-            try:
-                structured_key = key_hook(k, key)
-            except Exception as exc:
-                errors.append(_noted(exc, k, key, type_))
-                continue
-            try:
-                done[structured_key] = item_hook(v, item)
-            except Exception as exc:
-                errors.append(_noted(exc, k, item, type_))
-        if errors:
-            raise IterableValidationError(f"While structuring {type_!r}", errors, type_)
-        return build(done)
+        key_hook = _structure_int_key if keys is None else keys.get()
+        item_hook = items.get()
+        try:
+            return build({key_hook(k, key): item_hook(v, item) for k, v in value.items()})
+        except Exception:
+            errors: list[Exception] = []
+            for k, v in value.items():
+                try:
+                    key_hook(k, key)
+                except Exception as exc:
+                    errors.append(_noted(exc, k, key, type_))
+                    continue
+                try:
+                    item_hook(v, item)
+                except Exception as exc:
+                    errors.append(_noted(exc, k, item, type_))
+            if not errors:  # a hook that failed only once: its own error is all there is
+                raise
+            raise IterableValidationError(f"While structuring {type_!r}", errors, type_) from None
 
     return structure_mapping
 
 
 # --- unions and classes --------------------------------------------------------------------
 
-_EXACT: Final = frozenset({bool, int, float, str, type(None)})
+#: Values a union member takes as they are (a float still goes through its range check).
+_EXACT: Final = frozenset({bool, int, str, type(None)})
 
 
 def _union_hook(type_: Any, converter: cattrs.Converter) -> Hook:
     members = get_args(type_)
     exact = _EXACT.intersection(members)
-    hooks = [(member, _lazy(converter, member)) for member in members]
+    later = [_Later(converter, member) for member in members]
     name = type_name(type_)
 
     def structure_union(value: Any, _: Any) -> Any:
         if type(value) in exact:
             return value
         failures: list[Exception] = []
-        for member, hook in hooks:
+        for each in later:
             try:
-                return hook(value, member)
+                return each.get()(value, each.type)
             except Exception as exc:
                 failures.append(exc)
         # One member took the shape and failed inside: its error has the path that helps.
@@ -460,7 +478,7 @@ def _class_hook(type_: Any, converter: cattrs.Converter) -> Hook:
     def structure_class(value: Any, _: Any) -> Any:
         if isinstance(value, origin):
             return value
-        if not isinstance(value, Mapping):
+        if type(value) is not dict and not isinstance(value, Mapping):
             raise ShapeError(f"expected a mapping of {name}'s fields, got {kind(value)}")
         return fields_of(value, type_)
 

@@ -332,6 +332,25 @@ def test_an_unsupported_type_is_a_config_error_not_a_crash() -> None:
     assert "input: " in problems_of({"x": 1}, Opaque)
 
 
+def test_a_validator_that_fails_only_once_is_reported_as_it_failed() -> None:
+    calls: list[int] = []
+
+    def fails_first(_: Any, __: Any, value: int) -> None:
+        calls.append(value)
+        if len(calls) % 2:  # the fast path's call fails; the second look passes
+            raise ValueError("flaky check")
+
+    Flaky = attrs.make_class("Flaky", {"x": attrs.field(type=int, validator=fails_first)})
+    assert problems_of([{"x": 1}], list[Flaky]) == "input: flaky check"  # type: ignore[valid-type]
+    assert problems_of({"k": {"x": 1}}, dict[str, Flaky]) == "input: flaky check"  # type: ignore[valid-type]
+    assert problems_of([{"x": 1}, 2], tuple[Flaky, int]) == "input: flaky check"  # type: ignore[valid-type]
+
+
+def test_a_float_in_a_union_is_held_to_the_float_range() -> None:
+    assert problems_of(float("inf"), float | None) == "input: expected float | None, got float"
+    assert structure(1, float | str, owner="t", path="p") == 1.0
+
+
 def test_a_validator_keeps_its_own_words() -> None:
     @attrs.frozen
     class Positive:
