@@ -159,6 +159,8 @@ def test_scalars_come_back_as_their_type() -> None:
     assert structure(True, Tone, owner="t", path="p") is Tone.ON
     assert structure(2, Literal[2.0], owner="t", path="p") == 2.0
     assert type(structure(3, float, owner="t", path="p")) is float
+    nan = structure(float("nan"), float, owner="t", path="p")  # Python's; JSON has none
+    assert nan != nan
     assert type(structure(Mood.HAPPY, str, owner="t", path="p")) is str
     assert structure(Mood.HAPPY, str, owner="t", path="p") == "happy"
     assert type(structure(Size.M, int, owner="t", path="p")) is int

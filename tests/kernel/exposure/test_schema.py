@@ -339,6 +339,21 @@ def test_json_schema_of_unresolvable_annotations_is_any() -> None:
     }
 
 
+@dataclasses.dataclass
+class UnresolvablePoint:
+    x: NoSuchType  # type: ignore[name-defined]  # noqa: F821
+
+
+class Opaque:
+    pass
+
+
+def test_what_is_not_a_supported_shape_is_not_described() -> None:
+    assert json_schema(UnresolvablePoint)["properties"] == {"x": {}}
+    holder = attrs.make_class("Holder", {"thing": attrs.field(type=Opaque)})
+    assert json_schema(holder)["properties"] == {"thing": {}}
+
+
 @attrs.frozen
 class Tree:
     name: str
@@ -454,7 +469,10 @@ def test_json_schema_of_the_other_shapes() -> None:
     ]
     # A list is never hashable: a set of lists can only be empty.
     assert properties["unhashables"] == {"type": "array", "items": {"not": {}}}
-    # A frozen class hashes its fields, so they must be hashable too.
+    # An attrs.define class has eq without hash: never in a set. A frozen class hashes its
+    # fields, so they must be hashable too.
+    holder = attrs.make_class("Holder", {"x": attrs.field(type=set[Everything])})
+    assert json_schema(holder)["properties"]["x"] == {"type": "array", "items": {"not": {}}}
     assert properties["records"]["items"]["properties"] == LINE["properties"]
     assert properties["anything"] == {
         "type": "array",
