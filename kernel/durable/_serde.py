@@ -1,9 +1,10 @@
 """JSON text for what the engine stores: inputs, step results, payloads, workflow results.
 
-Values are unstructured with cattrs (attrs classes, dataclasses, enums, datetimes, sets
-become JSON-ready data) and written with `json`; they are read back with `json` and, when a
-type is known, structured into it. A value that cannot be written raises
-`SerializationError` at once, at the first run, never at replay.
+Values are unstructured with the kernel's converter (attrs classes, dataclasses, enums,
+datetimes, sets become JSON-ready data) and written with `json`; they are read back with
+`json` and, when a type is known, structured into it by the same converter, with the same
+strict rules as an HTTP body or a config (`kernel._converter`). A value that cannot be
+written raises `SerializationError` at once, at the first run, never at replay.
 """
 
 from __future__ import annotations
@@ -12,20 +13,19 @@ import json
 from typing import Any
 
 import cattrs
-import cattrs.errors
-from cattrs.preconf.json import make_converter
+from cattrs.errors import CattrsError
 
+from kernel._config import converter, problems
+from kernel._converter import type_name
 from kernel.durable._errors import CorruptRecordError, SerializationError
 
 __all__ = ["decode", "dumps", "loads"]
-
-_converter = make_converter()
 
 
 def dumps(value: Any, *, what: str) -> str:
     """``value`` as JSON text; ``what`` names it in the error ("step 'charge' result")."""
     try:
-        return json.dumps(_converter.unstructure(value), allow_nan=False, separators=(",", ":"))
+        return json.dumps(converter.unstructure(value), allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError, cattrs.BaseValidationError) as exc:
         raise SerializationError(
             f"{what} cannot be stored as JSON: {exc} (return JSON data, or an attrs class / "
@@ -51,6 +51,9 @@ def decode(data: Any, type_: Any = None, *, what: str) -> Any:
     if type_ is None or type_ is Any or type_ is type(None):
         return data
     try:
-        return _converter.structure(data, type_)
-    except (ValueError, TypeError, AttributeError, cattrs.errors.CattrsError) as exc:
-        raise CorruptRecordError(f"{what} cannot be read back as {type_!r}: {exc}") from exc
+        return converter.structure(data, type_)
+    except (ValueError, TypeError, AttributeError, CattrsError) as exc:
+        found = "; ".join(problems(exc, "value"))
+        raise CorruptRecordError(
+            f"{what} cannot be read back as {type_name(type_)}: {found}"
+        ) from exc

@@ -586,9 +586,9 @@ def test_config_is_structured_from_a_dict() -> None:
 @pytest.mark.parametrize(
     ("value", "problem"),
     [
-        ({"url": "x", "pool": "many"}, "config.pool: invalid value for type, expected int"),
+        ({"url": "x", "pool": "many"}, "config.pool: expected int, got str"),
         ({"pool": 1}, "config.url: required field missing"),
-        (7, "config: expected DbConfig (a mapping of its fields), got 7"),
+        (7, "config: expected a mapping of DbConfig's fields, got int"),
     ],
 )
 def test_config_errors_name_the_resource_and_the_field_path(value: object, problem: str) -> None:

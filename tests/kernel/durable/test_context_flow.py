@@ -165,7 +165,7 @@ shipped_typed = kernel.event("flow.shipped", payload=Shipped)
     ("event", "payload", "message"),
     [
         (unregistered, None, "is not an event registered in this app"),
-        (shipped_typed, {"n": "one"}, "payload.n: invalid value for type, expected int"),
+        (shipped_typed, {"n": "one"}, "payload.n: expected int, got str"),
     ],
 )
 async def test_an_emit_mistake_fails_the_execution_at_once_and_marks_nothing(

@@ -717,7 +717,7 @@ async def test_end_to_end_through_the_real_exposure() -> None:
                     await rt.run_task(secret)
     assert calls == ["local", "local"]
     assert (invalid.value.status, invalid.value.code) == (422, "invalid_input")
-    assert "input.quantity: invalid value for type, expected int" in invalid.value.message
+    assert "input.quantity: expected int, got str" in invalid.value.message
     # Raised as the class declaring the code (the subclass inherits it: indistinguishable).
     assert type(out.value) is OutOfStock
     assert (out.value.message, out.value.http_status) == ("ink is out of stock", 409)
