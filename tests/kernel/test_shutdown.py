@@ -61,7 +61,7 @@ async def test_in_flight_calls_finish_within_the_budget(autojump_clock, lines) -
             await trio.sleep_forever()
         pytest.fail("the body is cancelled by the shutdown")  # pragma: no cover
     assert log == ["disposing at 0", "long finished at 2", "dispose db at 2"]
-    assert "shutdown: draining 1 task call(s) in flight for up to 5 s" in lines
+    assert "shutdown: draining 1 call(s) in flight for up to 5 s" in lines
     assert "shutdown: nothing in flight" in lines
 
 
@@ -75,7 +75,7 @@ async def test_calls_past_the_budget_are_cancelled_and_named(autojump_clock, lin
         rt.shutdown()
         await trio.sleep_forever()
     assert log == ["disposing at 0", "dispose db at 3"]
-    assert "shutdown: cancelling task calls still in flight: long x2" in lines
+    assert "shutdown: cancelling calls still in flight: long x2" in lines
 
 
 async def test_nothing_in_flight_shuts_down_at_once(autojump_clock, lines) -> None:
