@@ -5,22 +5,21 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import trio
 import trio.testing
-from loguru import logger
 
 import kernel
+from tests.kernel.disposal import messages
 
 
 @pytest.fixture
-def lines() -> Any:
-    seen: list[str] = []
-    sink = logger.add(lambda m: seen.append(m.record["message"]), level="INFO")
-    yield seen
-    logger.remove(sink)
+def lines() -> Iterator[list[str]]:
+    with messages() as seen:
+        yield seen
 
 
 def build(log: list[str], seconds: float) -> tuple[kernel.App, kernel.Task, kernel.Event]:

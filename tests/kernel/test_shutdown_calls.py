@@ -12,63 +12,60 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import trio
 import trio.testing
-from loguru import logger
 
 import kernel
 import resilience as rs
 from kernel import durable
 from kernel.durable import Engine, MemoryStore
+from tests.kernel.disposal import Handle, chain, messages, using
 
 DRAIN = 3.0
 
 
-class Handle:
-    """A resource's value that knows whether it was disposed."""
-
-    def __init__(self) -> None:
-        self.disposed = False
+def at() -> str:
+    """When it is now, for the log."""
+    return f" at {trio.current_time():g}"
 
 
-def chain(log: list[str]) -> tuple[kernel.Resource, kernel.Resource, kernel.Resource]:
-    def lifecycle(name: str, deps: dict[str, Any] | None) -> kernel.Resource:
-        @kernel.resource(name, deps=deps)
-        async def res(**_: Any) -> Any:
-            handle = Handle()
-            yield handle
-            handle.disposed = True
-            log.append(f"dispose {name} at {trio.current_time():g}")
+def poller(log: list[str], use: kernel.Task, *, supervised: bool) -> kernel.Resource:
+    """A resource whose background work calls ``use`` through ``scope.runtime`` once the
+    app is ready: under ``scope.supervise``, or as a plain task expecting `ShuttingDown`."""
 
-        return res
+    @kernel.resource("poller")
+    async def res(scope: kernel.Scope) -> Any:
+        runtime = scope.runtime
+        assert runtime is not None
 
-    a = lifecycle("a", None)
-    b = lifecycle("b", {"a": a})
-    return a, b, lifecycle("c", {"b": b})
+        async def call() -> None:
+            await runtime.wait_ready()
+            if supervised:
+                await runtime.run_task(use)
+                return
+            try:
+                await runtime.run_task(use)
+            except kernel.ShuttingDown as exc:  # what background work must expect
+                log.append(f"poller: {exc}")
 
+        if supervised:
+            scope.supervise(call, restart=rs.Retry(attempts=3, wait=rs.backoff.constant(1)))
+        else:
+            scope.nursery.start_soon(call)
+        yield "poller"
+        log.append(f"dispose poller{at()}")
 
-def using(log: list[str], c: kernel.Resource, what: str) -> Any:
-    """The body of work that uses ``c``: it outlasts any drain, and says what it saw."""
-
-    async def work(*_: Any, c: Handle) -> None:
-        log.append(f"{what} started")
-        try:
-            await trio.sleep(60)
-        finally:
-            log.append(f"{what} ended at {trio.current_time():g}, c disposed: {c.disposed}")
-
-    return work
+    return res
 
 
 @pytest.fixture
-def lines() -> Any:
-    seen: list[str] = []
-    sink = logger.add(lambda m: seen.append(m.record["message"]), level="INFO")
-    yield seen
-    logger.remove(sink)
+def lines() -> Iterator[list[str]]:
+    with messages() as seen:
+        yield seen
 
 
 EXPECTED_END = [
@@ -83,23 +80,10 @@ async def test_a_supervised_background_call_is_cancelled_before_any_dispose(
     autojump_clock: trio.testing.MockClock, lines: list[str], first: bool
 ) -> None:
     log: list[str] = []
-    a, b, c = chain(log)
-    use = kernel.task("use", deps={"c": c})(using(log, c, "call"))
-
-    @kernel.resource("poller")
-    async def poller(scope: kernel.Scope) -> Any:
-        runtime = scope.runtime
-        assert runtime is not None
-
-        async def poll() -> None:
-            await runtime.wait_ready()
-            await runtime.run_task(use)
-
-        scope.supervise(poll, restart=rs.Retry(attempts=3, wait=rs.backoff.constant(1)))
-        yield "poller"
-        log.append(f"dispose poller at {trio.current_time():g}")
-
-    registered = [poller, a, b, c, use] if first else [a, b, c, use, poller]
+    a, b, c = chain(log, timed=True)
+    use = kernel.task("use", deps={"c": c})(using(log, "call", ended=at))
+    background = poller(log, use, supervised=True)
+    registered = [background, a, b, c, use] if first else [a, b, c, use, background]
     async with kernel.run(kernel.App("app", register=registered), drain_timeout=DRAIN) as rt:
         await trio.testing.wait_all_tasks_blocked()
         rt.shutdown()
@@ -120,9 +104,9 @@ async def test_a_hook_run_by_a_resources_emitter_is_cancelled_before_any_dispose
     autojump_clock: trio.testing.MockClock, lines: list[str]
 ) -> None:
     log: list[str] = []
-    a, b, c = chain(log)
+    a, b, c = chain(log, timed=True)
     tick = kernel.event("tick")
-    on_tick = kernel.hook("on-tick", on=tick, deps={"c": c})(using(log, c, "hook"))
+    on_tick = kernel.hook("on-tick", on=tick, deps={"c": c})(using(log, "hook", ended=at))
 
     @kernel.resource("ticker", deps={"tick": tick})
     async def ticker(scope: kernel.Scope, tick: Any) -> Any:
@@ -160,10 +144,10 @@ async def test_a_durable_workflow_run_is_cancelled_before_any_dispose_and_handed
     autojump_clock: trio.testing.MockClock, lines: list[str]
 ) -> None:
     log: list[str] = []
-    a, b, c = chain(log)
+    a, b, c = chain(log, timed=True)
     store = MemoryStore()
     engine = durable.engine("durable", store=store)
-    blocked = using(log, c, "step")
+    blocked = using(log, "step", ended=at)
 
     @kernel.task("flow", deps={"durable": engine, "c": c}, tags=[durable.workflow()])
     async def flow(_: None, *, durable: Engine, c: Handle) -> None:
@@ -188,8 +172,8 @@ async def test_a_call_from_a_nursery_outside_the_runtime_is_cancelled_before_any
     autojump_clock: trio.testing.MockClock, lines: list[str]
 ) -> None:
     log: list[str] = []
-    a, b, c = chain(log)
-    use = kernel.task("use", deps={"c": c})(using(log, c, "call"))
+    a, b, c = chain(log, timed=True)
+    use = kernel.task("use", deps={"c": c})(using(log, "call", ended=at))
     outcome: list[str] = []
 
     async def call(rt: kernel.Runtime) -> None:
@@ -214,25 +198,11 @@ async def test_leaving_the_body_cancels_the_calls_in_flight_before_any_dispose(
     autojump_clock: trio.testing.MockClock, lines: list[str]
 ) -> None:
     log: list[str] = []
-    a, b, c = chain(log)
-    use = kernel.task("use", deps={"c": c})(using(log, c, "call"))
+    a, b, c = chain(log, timed=True)
+    use = kernel.task("use", deps={"c": c})(using(log, "call", ended=at))
+    background = poller(log, use, supervised=False)
 
-    @kernel.resource("poller")
-    async def poller(scope: kernel.Scope) -> Any:
-        runtime = scope.runtime
-        assert runtime is not None
-
-        async def call() -> None:
-            await runtime.wait_ready()
-            try:
-                await runtime.run_task(use)
-            except kernel.ShuttingDown as exc:  # what background work must expect
-                log.append(f"poller: {exc}")
-
-        scope.nursery.start_soon(call)
-        yield "poller"
-
-    async with kernel.run(kernel.App("app", register=[poller, a, b, c, use])):
+    async with kernel.run(kernel.App("app", register=[background, a, b, c, use])):
         await trio.sleep(1)
     # No drain without a shutdown: disposal cancels at once, and waits for the call to end.
     assert log == [
@@ -242,6 +212,7 @@ async def test_leaving_the_body_cancels_the_calls_in_flight_before_any_dispose(
         "dispose c at 1",
         "dispose b at 1",
         "dispose a at 1",
+        "dispose poller at 1",
     ]
     assert "shutdown: cancelling calls still in flight: use x1" in lines
 
@@ -250,8 +221,8 @@ async def test_a_failed_start_cancels_the_calls_of_what_was_up_before_disposing_
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     log: list[str] = []
-    a, b, c = chain(log)
-    use = kernel.task("use", deps={"c": c})(using(log, c, "call"))
+    a, b, c = chain(log, timed=True)
+    use = kernel.task("use", deps={"c": c})(using(log, "call", ended=at))
     c_is_up, started = trio.Event(), trio.Event()
 
     @kernel.resource("poller")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 from typing import Any
@@ -21,47 +21,23 @@ from typing import Any
 import httpx
 import pytest
 import trio
-from loguru import logger
 
 import kernel
 from kernel.exposure._config import ExposureConfig
 from kernel.exposure._limits import Refusal, read_body
 from kernel.exposure._server import Exposure, http
+from tests.kernel.disposal import Handle, chain, messages
 from tests.kernel.exposure.servers import AUTH, DEADLINE, HEADERS, TOKEN, failure
 
 DRAIN = 0.3
 GRACEFUL = 2.0
 
 
-class Handle:
-    """A resource's value that knows whether it was disposed."""
-
-    def __init__(self) -> None:
-        self.disposed = False
-
-
-def lifecycle(log: list[str], name: str, deps: dict[str, Any] | None = None) -> kernel.Resource:
-    @kernel.resource(name, deps=deps)
-    async def res(**_: Any) -> Any:
-        handle = Handle()
-        yield handle
-        handle.disposed = True
-        log.append(f"dispose {name}")
-
-    return res
-
-
 @pytest.fixture
-def log() -> Any:
+def log() -> Iterator[list[str]]:
     """What happened, in order: the call, the shutdown's cancellation, the disposals."""
-    seen: list[str] = []
-    sink = logger.add(
-        lambda m: seen.append(m.record["message"]),
-        level="WARNING",
-        filter=lambda record: record["message"].startswith("shutdown: cancelling"),
-    )
-    yield seen
-    logger.remove(sink)
+    with messages("WARNING", prefix="shutdown: cancelling") as seen:
+        yield seen
 
 
 @pytest.mark.parametrize("exposure_first", [True, False], ids=["exposure-first", "exposure-last"])
@@ -69,9 +45,7 @@ def log() -> Any:
 async def test_a_call_outlasting_the_drain_ends_before_anything_is_disposed(
     log: list[str], exposure_first: bool, trigger: str
 ) -> None:
-    a = lifecycle(log, "res.a")
-    b = lifecycle(log, "res.b", {"a": a})
-    c = lifecycle(log, "res.c", {"b": b})
+    a, b, c = chain(log, prefix="res.")
     started = trio.Event()
     ended_at: list[float] = []
 
