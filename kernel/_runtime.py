@@ -168,8 +168,9 @@ class Runtime:
 
         ``failure_mode="aggregate"`` runs every hook and raises an ExceptionGroup of the
         failures; ``report=True`` returns who ran, who failed and who stopped propagation.
-        A checkpoint only where the hooks are; cancellation propagates. (A plain method
-        returning the bus's awaitable: one coroutine frame less per emit.)
+        A checkpoint only where the hooks are; cancellation propagates. Raises
+        `ShuttingDown` once intake has stopped, and when a shutdown cancels the emission.
+        (A plain method returning the bus's awaitable: one coroutine frame less per emit.)
         """
         calls = self._calls
         if current_task() is calls.main:
@@ -616,14 +617,18 @@ async def run(
     front of (outside) every task's own middleware. If a resource fails to start, those
     already up are disposed in reverse order and `ResourceInitError` is raised with the
     cause chained. On exit — normal, by exception or by cancellation — ``disposing`` is
-    emitted, every resource is disposed in reverse dependency order (each disposer runs even
-    if others fail, shielded from cancellation), then ``disposed``; disposer errors are raised
-    as one ExceptionGroup (or, when the body raised, logged and noted on its exception).
+    emitted, every call still in flight (an HTTP request's, a worker's, a resource's
+    background work's) is cancelled and waited for, then every resource is disposed in
+    reverse dependency order (each disposer runs even if others fail, shielded from
+    cancellation), then ``disposed``; disposer errors are raised as one ExceptionGroup (or,
+    when the body raised, logged and noted on its exception).
 
     Graceful shutdown (see `Runtime.shutdown`): with ``shutdown_signals=True``, SIGTERM and
     SIGINT start it; ``disposing`` is emitted, new task calls raise `ShuttingDown`, calls in
-    flight get ``drain_timeout`` seconds to finish (a second signal skips the wait), then
-    the body is cancelled and the app disposed as above; ``run`` then returns normally.
+    flight, wherever they started, get ``drain_timeout`` seconds to finish (a second signal
+    skips the wait), then those left and the body are cancelled (a cancelled call raises
+    `ShuttingDown` to its caller) and the app disposed as above; ``run`` then returns
+    normally.
 
     Observability, each off by default: ``log=kernel.LogConfig(format="json", ...)`` adds a
     loguru handler (redacted JSON or pretty lines) for the runtime's lifetime;
