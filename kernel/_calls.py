@@ -12,8 +12,9 @@ A call — a task run, the hooks of an emission, a health check — is either
 Every call, covered or tracked, counts in the gauge of its label (a task id, ``event <id>``,
 ``health``). Before the first resource is disposed the runtime stops intake (`stop_intake`),
 cancels every tracked scope and the body (`cancel`), and waits until nothing is in flight
-(`wait_idle`). A tracked call ended by that cancellation raises `ShuttingDown` to its caller
-(unless the caller was being cancelled too: then its own `trio.Cancelled` wins).
+(`wait_idle`). A tracked call ended by that cancellation raises `ShuttingDown` to its caller.
+(When the caller is being cancelled too, trio's scope does not catch the cancellation: the
+caller's own `trio.Cancelled` propagates, never replaced.)
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class Calls:
         self.stopping = False
         #: Everything in flight was cancelled: nothing new may start at all.
         self.cancelled = False
-        self._scopes: dict[trio.CancelScope, str] = {}
+        self._scopes: set[trio.CancelScope] = set()
         self._idle = trio.Event()
 
     def gauge(self, label: str) -> Gauge:
@@ -70,25 +71,30 @@ class Calls:
         """From now on every call takes the tracked path (which refuses new ones)."""
         self.stopping = True
         self.main = None
-        self.finished()
+
+    def _busy(self) -> bool:
+        return any(gauge.n for gauge in self.gauges.values())
 
     def finished(self) -> None:
         """A call ended after intake stopped: wake `wait_idle` if it was the last."""
-        if not any(gauge.n for gauge in self.gauges.values()):
+        if not self._busy():
             self._idle.set()
 
     async def wait_idle(self) -> None:
-        """Return once intake has stopped and no call is in flight. A checkpoint."""
-        await self._idle.wait()
+        """Return once no call is in flight (call it once intake has stopped). A checkpoint
+        only while calls are in flight."""
+        while self._busy():
+            if self._idle.is_set():  # (set when it was idle before: a call started since)
+                self._idle = trio.Event()
+            await self._idle.wait()
 
     def cancel(self) -> dict[str, int]:
         """Cancel every tracked call (nothing new starts after this); return what was in
         flight, covered calls included (the body's cancellation is the caller's to do)."""
         self.cancelled = True
-        left = self.in_flight()
         for scope in self._scopes:
             scope.cancel()
-        return left
+        return self.in_flight()
 
     async def run(
         self,
@@ -100,20 +106,21 @@ class Calls:
     ) -> Any:
         """``await fn(*args, **kwargs)`` as a tracked call counted in ``gauge``.
 
-        A checkpoint whenever ``fn`` is. Raises `ShuttingDown` when `cancel` ended it; other
-        outcomes, cancellation included, propagate unchanged.
+        A checkpoint whenever ``fn`` is. Raises `ShuttingDown` when `cancel` ended it (or had
+        already run); other outcomes, cancellation included, propagate unchanged.
         """
+        if self.cancelled:
+            raise ShuttingDown(f"call {label!r} refused: the runtime is disposing")
         scope = trio.CancelScope()
-        self._scopes[scope] = label
+        self._scopes.add(scope)
         gauge.n += 1
         try:
             with scope:
                 return await fn(*args, **kwargs)
         finally:
             gauge.n -= 1
-            del self._scopes[scope]
+            self._scopes.discard(scope)
             if self.stopping:
                 self.finished()
-        # Only reached when our own scope caught the cancellation: an outer one wins.
-        await trio.lowlevel.checkpoint_if_cancelled()
+        # Only reached when our own scope caught the cancellation, i.e. `cancel` ended it.
         raise ShuttingDown(f"call {label!r} cancelled: the runtime is shutting down")

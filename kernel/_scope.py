@@ -66,9 +66,10 @@ class Scope:
         A normal return of ``fn`` ends the supervision (no restart), and so does
         `kernel.ShuttingDown` (the runtime refused or cancelled a call ``fn`` made because it
         is shutting down). Disposing the resource cancels the task at once, also while it
-        waits to restart; cancellation is never a crash. Each crash is logged (WARNING, with the traceback), each restart (INFO, with
-        the delay) and the final crash ("giving up", ERROR), with ``source`` = this scope's
-        ``id``. Bad arguments raise TypeError/ValueError here, before anything starts.
+        waits to restart; cancellation is never a crash. Each crash is logged (WARNING, with
+        the traceback), each restart (INFO, with the delay) and the final crash ("giving up",
+        ERROR), with ``source`` = this scope's ``id``. Bad arguments raise
+        TypeError/ValueError here, before anything starts.
         """
         supervisor = Supervisor.create(
             self.id, fn, args, name=name, restart=restart, reset_after=reset_after

@@ -22,6 +22,7 @@ import trio.testing
 import kernel
 import resilience as rs
 from kernel import durable
+from kernel._calls import Calls
 from kernel.durable import Engine, MemoryStore
 from tests.kernel.disposal import Handle, chain, messages, using
 
@@ -293,3 +294,43 @@ async def test_health_checks_are_calls_too(autojump_clock: trio.testing.MockCloc
             await rt.health()
     assert log == ["check ended, disposed: False", "dispose db"]
     assert failures == ["call 'health' cancelled: the runtime is shutting down"]
+
+
+# --- the registry itself ----------------------------------------------------------------
+
+
+async def _sleep(seconds: float) -> None:
+    await trio.sleep(seconds)
+
+
+async def test_wait_idle_waits_for_a_call_started_after_an_idle_moment(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    calls = Calls()
+    calls.stop_intake()
+    gauge = calls.gauge("x")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(calls.run, "x", gauge, _sleep, 1)
+        await trio.sleep(2)  # idle since 1
+        nursery.start_soon(calls.run, "x", gauge, _sleep, 3)
+        await trio.testing.wait_all_tasks_blocked()
+        await calls.wait_idle()
+        assert trio.current_time() == 5
+        await calls.wait_idle()  # idle: returns at once
+        assert trio.current_time() == 5
+
+
+async def test_a_caller_cancelled_too_gets_its_own_cancellation() -> None:
+    calls = Calls()
+
+    async def both(outer: trio.CancelScope) -> None:
+        outer.cancel()
+        calls.cancel()
+        await trio.sleep(1)
+
+    with trio.CancelScope() as outer:
+        await calls.run("x", calls.gauge("x"), both, outer)
+    assert outer.cancelled_caught
+    with pytest.raises(kernel.ShuttingDown, match="call 'x' refused: the runtime is disposing"):
+        await calls.run("x", calls.gauge("x"), _sleep, 1)
+    assert calls.in_flight() == {}
