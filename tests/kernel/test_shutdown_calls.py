@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.lowlevel
 import trio.testing
 
 import kernel
@@ -334,3 +335,95 @@ async def test_a_caller_cancelled_too_gets_its_own_cancellation() -> None:
     with pytest.raises(kernel.ShuttingDown, match="call 'x' refused: the runtime is disposing"):
         await calls.run("x", calls.gauge("x"), _sleep, 1)
     assert calls.in_flight() == {}
+
+
+# --- the body's own calls, and shutdowns that meet a disposal --------------------------------
+
+
+async def test_a_call_made_by_the_body_itself_is_drained(
+    autojump_clock: trio.testing.MockClock, lines: list[str]
+) -> None:
+    log: list[str] = []
+    a, b, c = chain(log, timed=True)
+
+    @kernel.task("quick", deps={"c": c})
+    async def quick(*, c: Handle) -> str:
+        await trio.sleep(2)
+        log.append(f"quick ended{at()}, c disposed: {c.disposed}")
+        return "done"
+
+    async def shut_down_soon(rt: kernel.Runtime) -> None:
+        await trio.sleep(1)
+        rt.shutdown()
+
+    async with (
+        kernel.run(kernel.App("app", register=[a, b, c, quick]), drain_timeout=DRAIN) as rt,
+        trio.open_nursery() as nursery,
+    ):
+        nursery.start_soon(shut_down_soon, rt)
+        assert await rt.run_task(quick) == "done"  # in the body's own task: covered
+        await trio.sleep_forever()
+    assert log == [
+        "quick ended at 2, c disposed: False",
+        "dispose c at 2",
+        "dispose b at 2",
+        "dispose a at 2",
+    ]
+    assert "shutdown: draining 1 call(s) in flight for up to 3 s" in lines
+    assert "shutdown: nothing in flight" in lines
+
+
+async def test_leaving_the_body_during_the_drain_cancels_at_once(
+    autojump_clock: trio.testing.MockClock, lines: list[str]
+) -> None:
+    log: list[str] = []
+    a, b, c = chain(log, timed=True)
+    use = kernel.task("use", deps={"c": c})(using(log, "call", ended=at))
+    background = poller(log, use, supervised=True)
+    async with kernel.run(kernel.App("app", register=[background, a, b, c, use])) as rt:
+        await trio.testing.wait_all_tasks_blocked()
+        rt.shutdown()
+        await trio.sleep(1)  # draining (for up to 30 s), then leave
+    assert log[:2] == ["call started", "call ended at 1, c disposed: False"]
+    assert lines.count("shutdown: cancelling calls still in flight: use x1") == 1
+
+
+async def test_a_shutdown_requested_while_disposing_changes_nothing(
+    autojump_clock: trio.testing.MockClock, lines: list[str]
+) -> None:
+    @kernel.resource("asks")
+    async def asks(scope: kernel.Scope) -> Any:
+        yield "asks"
+        assert scope.runtime is not None
+        scope.runtime.shutdown()
+        await trio.lowlevel.checkpoint()
+
+    async with kernel.run(kernel.App("app", register=[asks])):
+        pass
+    assert "shutdown: requested by rt.shutdown()" in lines
+    assert "shutdown: intake stopped" not in lines
+
+
+async def test_a_shutdown_requested_during_the_start_leaves_the_body_no_calls(
+    autojump_clock: trio.testing.MockClock, lines: list[str]
+) -> None:
+    @kernel.task("t")
+    async def t() -> None:
+        pass  # pragma: no cover - refused
+
+    @kernel.resource("asks")
+    async def asks(scope: kernel.Scope) -> str:
+        assert scope.runtime is not None
+        scope.runtime.shutdown()
+        await trio.sleep(1)  # the shutdown runs meanwhile: nothing is in flight
+        return "asks"
+
+    refused: list[str] = []
+    async with kernel.run(kernel.App("app", register=[asks, t])) as rt:
+        try:
+            await rt.run_task(t)
+        except kernel.ShuttingDown as exc:
+            refused.append(str(exc))
+        await trio.sleep_forever()  # cancelled at once
+    assert refused == ["task 't' refused: the runtime is shutting down"]
+    assert trio.current_time() == 1

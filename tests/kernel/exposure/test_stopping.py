@@ -351,3 +351,36 @@ def test_body_timeout_is_checked_and_normalised() -> None:
         ExposureConfig(auth=AUTH, body_timeout="5")
     assert ExposureConfig(auth=AUTH, body_timeout=timedelta(seconds=2)).body_timeout == 2.0
     assert ExposureConfig(auth=AUTH).body_timeout == 60.0
+
+
+async def test_health_probes_in_flight_when_the_drain_ends_are_answered_503() -> None:
+    checking = trio.Event()
+
+    async def slow(value: object) -> None:
+        checking.set()
+        await trio.sleep(60)
+
+    @kernel.resource("db", health=slow)
+    async def db() -> str:
+        return "db"
+
+    exposure = http("exposure", auth=AUTH, health_cache=0)
+    app = kernel.App("app", register=[db, exposure])
+    answers: dict[str, httpx.Response] = {}
+    with trio.fail_after(DEADLINE):
+        async with httpx.AsyncClient() as client, trio.open_nursery() as nursery:
+
+            async def probe(path: str) -> None:
+                answers[path] = await client.get(url + path)
+
+            async with kernel.run(app, drain_timeout=DRAIN) as rt:
+                url = rt.resource(exposure).url
+                for path in ("/health", "/ready"):
+                    nursery.start_soon(probe, path)
+                await checking.wait()
+                rt.shutdown()
+                await trio.sleep_forever()
+    for path in ("/health", "/ready"):
+        assert answers[path].status_code == 503
+        assert failure(answers[path])["code"] == "shutting_down"
+        assert answers[path].headers["connection"] == "close"
