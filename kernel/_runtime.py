@@ -129,14 +129,10 @@ class Runtime:
         except KeyError:
             runner, gauge = self._entry_for(task)
         gauge.n += 1
-        try:  # `_logged`, inlined: one coroutine frame less on the fast path
+        try:  # (`_logged`, inlined: one coroutine frame less on the fast path)
             return await runner(*args, **kwargs)
-        except ConfigError as exc:
-            # The caller's input did not fit: worth a line, not a traceback.
-            kernel_logger(task.id).warning("task input rejected: {}", exc)
-            raise
         except Exception as exc:
-            kernel_logger(task.id).opt(exception=exc).error("task failed: {}", exc)
+            _log_failure(task.id, exc)
             raise
         finally:
             gauge.n -= 1
@@ -561,15 +557,21 @@ async def _logged(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> Any:
-    """``await runner(*args, **kwargs)``, its failure logged as `Runtime.run_task` logs it."""
+    """``await runner(*args, **kwargs)``, its failure logged (`_log_failure`)."""
     try:
         return await runner(*args, **kwargs)
-    except ConfigError as exc:
-        kernel_logger(task_id).warning("task input rejected: {}", exc)
-        raise
     except Exception as exc:
-        kernel_logger(task_id).opt(exception=exc).error("task failed: {}", exc)
+        _log_failure(task_id, exc)
         raise
+
+
+def _log_failure(task_id: str, exc: Exception) -> None:
+    """How a task call's failure is logged, whichever path the call took."""
+    if isinstance(exc, ConfigError):
+        # The caller's input did not fit: worth a line, not a traceback.
+        kernel_logger(task_id).warning("task input rejected: {}", exc)
+    else:
+        kernel_logger(task_id).opt(exception=exc).error("task failed: {}", exc)
 
 
 def _validating(task: Task, body: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
