@@ -17,10 +17,12 @@ from types import TracebackType
 from typing import Any, Literal, TypeVar
 
 import trio
+from trio.lowlevel import current_task
 
 import middleware as mw
 import resilience as rs
 from kernel._builtins import LOGGER_ID, disposed, disposing, ready
+from kernel._calls import Calls, Gauge
 from kernel._config import structure
 from kernel._definitions import App, Event, Hook, Resource, Tag, Task
 from kernel._errors import ConfigError, KernelError, ResourceInitError
@@ -28,7 +30,7 @@ from kernel._events import EmitReport, EventBus, HookBinding
 from kernel._graph import Graph, Node, build_graph
 from kernel._health import HealthReport, Readiness, breakers_of, check_health, health_targets
 from kernel._scope import Scope
-from kernel._shutdown import Gauge, Shutdown, ShuttingDown
+from kernel._shutdown import Shutdown, ShuttingDown
 from kernel.observability._logging import LogConfig, install, kernel_logger, log_task_failure
 from kernel.observability._metrics import observe_primitives
 from kernel.observability._tracing import Tracing, TracingConfig, start_tracing
@@ -89,11 +91,11 @@ class Runtime:
         self._runners: dict[str, Callable[..., Awaitable[Any]]] = {}
         # run_task's fast path: one lookup gives the runner and its in-flight gauge.
         self._entries: dict[str, tuple[Callable[..., Awaitable[Any]], Gauge]] = {}
-        self._gauges: dict[str, Gauge] = {}
+        self._calls = Calls()
         self._disposing_announced = False
         self._readiness = Readiness()
         self._shutdown = Shutdown(
-            drain_timeout=drain_timeout, gauges=self._gauges, announce=self._announce_disposing
+            drain_timeout=drain_timeout, calls=self._calls, announce=self._announce_disposing
         )
         self._dispose_errors: list[Exception] = []
         self._stack: AsyncExitStack | None = None
@@ -115,29 +117,39 @@ class Runtime:
 
         A checkpoint whenever the task is. The task's exception propagates (and is logged
         with the task id as source, at ``LogConfig.task_failures``: DEBUG by default);
-        cancellation propagates.
+        cancellation propagates. Raises `ShuttingDown` once intake has stopped, and when a
+        shutdown cancels the call (after the drain, or when the app is disposed while it runs).
         """
-        shutdown = self._shutdown
-        if shutdown.stopping:
-            raise ShuttingDown(f"task {task.id!r} refused: the runtime is shutting down")
+        calls = self._calls
+        if current_task() is not calls.main:
+            # Not covered by the body's cancel scope (or intake has stopped): tracked.
+            return await self._run_tracked(task, args, kwargs)
         try:
             runner, gauge = self._entries[task.id]
         except KeyError:
             runner, gauge = self._entry_for(task)
         gauge.n += 1
-        try:
+        try:  # (`_logged`, inlined: one coroutine frame less on the fast path)
             return await runner(*args, **kwargs)
-        except ConfigError as exc:
-            # The caller's input did not fit: worth a line, not a traceback.
-            kernel_logger(task.id).warning("task input rejected: {}", exc)
-            raise
         except Exception as exc:
-            log_task_failure(task.id, exc)
+            _log_failure(task.id, exc)
             raise
         finally:
             gauge.n -= 1
-            if self._shutdown.stopping:  # (re-read: it may have changed during the call)
-                shutdown.call_finished()
+            if calls.stopping:  # (intake may have stopped during the call)
+                calls.finished()
+
+    async def _run_tracked(self, task: Task, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """`run_task` for a call the body does not cover: inside a cancel scope of its own,
+        which the runtime cancels before it disposes anything."""
+        calls = self._calls
+        if calls.stopping:
+            raise ShuttingDown(f"task {task.id!r} refused: the runtime is {self._state}")
+        try:
+            runner, gauge = self._entries[task.id]
+        except KeyError:
+            runner, gauge = self._entry_for(task)
+        return await calls.run(task.id, gauge, _logged, task.id, runner, args, kwargs)
 
     def emit(
         self,
@@ -152,18 +164,59 @@ class Runtime:
 
         ``failure_mode="aggregate"`` runs every hook and raises an ExceptionGroup of the
         failures; ``report=True`` returns who ran, who failed and who stopped propagation.
-        A checkpoint only where the hooks are; cancellation propagates. (A plain method
-        returning the bus's awaitable: one coroutine frame less per emit.)
+        A checkpoint only where the hooks are; cancellation propagates. Raises
+        `ShuttingDown` once intake has stopped, and when a shutdown cancels the emission.
+        (A plain method returning the bus's awaitable: one coroutine frame less per emit.)
         """
-        if self._shutdown.stopping:
-            raise ShuttingDown(f"event {event.id!r} refused: the runtime is shutting down")
-        return self._bus.emit(event, payload, source=None, failure_mode=failure_mode, report=report)
+        calls = self._calls
+        if current_task() is calls.main:
+            return self._bus.emit(
+                event, payload, source=None, failure_mode=failure_mode, report=report
+            )
+        # Not covered by the body's cancel scope (or intake has stopped): tracked.
+        if calls.stopping:
+            raise ShuttingDown(f"event {event.id!r} refused: the runtime is {self._state}")
+        return self._emit_tracked(event, payload, None, failure_mode, report)
+
+    def _emit_tracked(
+        self,
+        event: Event,
+        payload: Any,
+        source: str | None,
+        failure_mode: FailureMode,
+        report: bool,
+    ) -> Awaitable[EmitReport | None]:
+        label = f"event {event.id}"
+        return self._calls.run(
+            label,
+            self._calls.gauge(label),
+            self._bus.emit,
+            event,
+            payload,
+            source=source,
+            failure_mode=failure_mode,
+            report=report,
+        )
+
+    def _resource_emitter(self, event: Event, source: str) -> Callable[..., Awaitable[Any]]:
+        """The emitter a resource depends on: every emission tracked (a resource's background
+        work is not covered by the body), refused once the calls in flight were cancelled."""
+
+        def emit(
+            payload: Any = None, *, failure_mode: FailureMode = "fail_fast", report: bool = False
+        ) -> Awaitable[EmitReport | None]:
+            if self._calls.cancelled:
+                raise ShuttingDown(f"event {event.id!r} refused: the runtime is disposing")
+            return self._emit_tracked(event, payload, source, failure_mode, report)
+
+        return emit
 
     def shutdown(self) -> None:
         """Start a graceful shutdown, as SIGTERM would (calling it again skips the drain).
 
-        Returns at once; the body of ``async with kernel.run(app)`` is cancelled once the
-        task calls in flight have finished or the drain budget is spent.
+        Returns at once; once the calls in flight have finished or the drain budget is
+        spent, every call still running is cancelled, then the body of
+        ``async with kernel.run(app)``.
         """
         self._shutdown.request("requested by rt.shutdown()")
 
@@ -173,13 +226,21 @@ class Runtime:
         makes it ``unhealthy``; other failures and circuits not closed make it ``degraded``),
         each check's status, latency and sanitized error, the circuit breakers of the task
         pipelines, readiness and a timestamp. A checkpoint; cancellation propagates.
+        Runs as a tracked call: once disposal begins it raises `ShuttingDown` instead.
         """
-        return await check_health(
+        calls = self._calls
+        if calls.cancelled:
+            raise ShuttingDown("health check refused: the runtime is disposing")
+        report: HealthReport = await calls.run(
+            "health",
+            calls.gauge("health"),
+            check_health,
             health_targets(self._graph, self._values),
             timeout=check_timeout,
             circuits=breakers_of(self._runners.values()),
             ready=self.ready,
         )
+        return report
 
     @property
     def ready(self) -> bool:
@@ -195,7 +256,18 @@ class Runtime:
     @property
     def shutting_down(self) -> bool:
         """Whether intake has stopped (new task calls raise `ShuttingDown`)."""
-        return self._shutdown.stopping
+        return self._calls.stopping
+
+    @property
+    def _state(self) -> str:
+        return "disposed" if self._closed else "shutting down"
+
+    @property
+    def closing(self) -> bool:
+        """True from the moment a shutdown is requested or disposal begins (intake is
+        stopping or has stopped): what a server needs to tell its clients not to come back
+        on the same connection."""
+        return self._shutdown.requested or self._readiness.stopping
 
     def resource(self, resource: Resource | App) -> Any:
         """The value of a started resource (or the deps dict of an App)."""
@@ -226,9 +298,17 @@ class Runtime:
     # ------------------------------------------------------------------ resolution
 
     def _resolve(self, node: Node) -> dict[str, Any]:
-        return {keyword: self._dependency(node.id, target) for keyword, target in node.deps.items()}
+        live = node.kind in ("resource", "app")
+        return {
+            keyword: self._dependency(node.id, target, live)
+            for keyword, target in node.deps.items()
+        }
 
-    def _dependency(self, dependent: str, target: Node | None) -> Any:
+    def _dependency(self, dependent: str, target: Node | None, live: bool) -> Any:
+        """The value injected into ``dependent`` for ``target``. A ``live`` dependent (a
+        resource or App) emits through a tracked emitter: its background work is not covered
+        by the body, and the hooks' deps are not ordered before it. Tasks it depends on are
+        (through the graph), so it gets their runners as tasks and hooks do."""
         if target is None:
             return None
         if target.id == LOGGER_ID:
@@ -243,7 +323,10 @@ class Runtime:
                 ) from None
         if target.kind == "task":
             return self._runners.get(target.id) or self._runner_for(_definition(target, Task))
-        return functools.partial(self._bus.emit, _definition(target, Event), source=dependent)
+        event = _definition(target, Event)
+        if live:
+            return self._resource_emitter(event, dependent)
+        return functools.partial(self._bus.emit, event, source=dependent)
 
     def _trace_hook(
         self, call: Callable[[Any], Awaitable[Any]], hook_id: str
@@ -257,7 +340,7 @@ class Runtime:
 
     def _entry_for(self, task: Task) -> tuple[Callable[..., Awaitable[Any]], Gauge]:
         runner = self._runner_for(task)
-        gauge = self._gauges.setdefault(task.id, Gauge())
+        gauge = self._calls.gauge(task.id)
         self._entries[task.id] = (runner, gauge)
         return runner, gauge
 
@@ -298,6 +381,8 @@ class Runtime:
         for level in levels:
             error = await self._start_level(stack, level)
             if error is not None:
+                # Calls a started resource's background work made stop before any dispose.
+                stack.push_async_callback(self._shutdown.settle)
                 return error
         for node in self._graph.tasks():
             self._entry_for(_definition(node, Task))
@@ -398,8 +483,10 @@ class Runtime:
             await self._emit_quietly(disposing)
 
     async def _begin_disposal(self) -> None:
+        """First on the way out, before any resource: no call may outlive what it uses."""
         self._closed = True
         await self._announce_disposing()
+        await self._shutdown.settle()
 
     async def _finish(self) -> None:
         self._closed = True
@@ -464,6 +551,29 @@ class _Hosted:
                 await self.runtime._dispose(self.node, self.generator)
 
 
+async def _logged(
+    task_id: str,
+    runner: Callable[..., Awaitable[Any]],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Any:
+    """``await runner(*args, **kwargs)``, its failure logged (`_log_failure`)."""
+    try:
+        return await runner(*args, **kwargs)
+    except Exception as exc:
+        _log_failure(task_id, exc)
+        raise
+
+
+def _log_failure(task_id: str, exc: Exception) -> None:
+    """How a task call's failure is logged, whichever path the call took."""
+    if isinstance(exc, ConfigError):
+        # The caller's input did not fit: worth a line, not a traceback.
+        kernel_logger(task_id).warning("task input rejected: {}", exc)
+    else:
+        log_task_failure(task_id, exc)
+
+
 def _validating(task: Task, body: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
     owner = f"task {task.id!r}"
 
@@ -509,14 +619,18 @@ async def run(
     front of (outside) every task's own middleware. If a resource fails to start, those
     already up are disposed in reverse order and `ResourceInitError` is raised with the
     cause chained. On exit — normal, by exception or by cancellation — ``disposing`` is
-    emitted, every resource is disposed in reverse dependency order (each disposer runs even
-    if others fail, shielded from cancellation), then ``disposed``; disposer errors are raised
-    as one ExceptionGroup (or, when the body raised, logged and noted on its exception).
+    emitted, every call still in flight (an HTTP request's, a worker's, a resource's
+    background work's) is cancelled and waited for, then every resource is disposed in
+    reverse dependency order (each disposer runs even if others fail, shielded from
+    cancellation), then ``disposed``; disposer errors are raised as one ExceptionGroup (or,
+    when the body raised, logged and noted on its exception).
 
     Graceful shutdown (see `Runtime.shutdown`): with ``shutdown_signals=True``, SIGTERM and
     SIGINT start it; ``disposing`` is emitted, new task calls raise `ShuttingDown`, calls in
-    flight get ``drain_timeout`` seconds to finish (a second signal skips the wait), then
-    the body is cancelled and the app disposed as above; ``run`` then returns normally.
+    flight, wherever they started, get ``drain_timeout`` seconds to finish (a second signal
+    skips the wait), then those left and the body are cancelled (a cancelled call raises
+    `ShuttingDown` to its caller) and the app disposed as above; ``run`` then returns
+    normally.
 
     Observability, each off by default: ``log=kernel.LogConfig(format="json", ...)`` adds a
     loguru handler (redacted JSON or pretty lines) for the runtime's lifetime;
@@ -577,11 +691,17 @@ async def _running(
             # The body's cancel scope, innermost on the stack (so rt.dispose() from the body
             # unwinds in order); a graceful shutdown cancels it.
             stack.enter_context(runtime._shutdown.body)
+            calls = runtime._calls
+            if not calls.stopping:
+                # The body's calls, made in this task, are covered by its cancel scope.
+                calls.main = current_task()
             try:
                 yield runtime
             except Exception as exc:
                 # Kept out of the nurseries, so it comes out as itself, not in a group.
                 body_error = exc
+            finally:
+                calls.main = None
         runtime._stack = None  # leaving the block disposes (a no-op after rt.dispose())
     failure = init_error or body_error
     if failure is not None:

@@ -32,6 +32,10 @@ class Scope:
 
     ``runtime`` is the running `kernel.Runtime`, for resources that serve tasks to the
     outside (HTTP exposure): most resources should depend on what they use instead.
+
+    Background work that calls tasks or emits events must expect `kernel.ShuttingDown`:
+    new calls are refused once intake stops, and a call in flight is cancelled (raising it)
+    when the drain ends, before any resource is disposed.
     """
 
     id: str
@@ -59,11 +63,13 @@ class Scope:
           ``None`` (default): crashes are counted over the task's whole life.
         - ``name``: the task's name in logs and in trio (default: ``fn``'s qualname).
 
-        A normal return of ``fn`` ends the supervision (no restart). Disposing the resource
-        cancels the task at once, also while it waits to restart; cancellation is never a
-        crash. Each crash is logged (WARNING, with the traceback), each restart (INFO, with
-        the delay) and the final crash ("giving up", ERROR), with ``source`` = this scope's
-        ``id``. Bad arguments raise TypeError/ValueError here, before anything starts.
+        A normal return of ``fn`` ends the supervision (no restart), and so does
+        `kernel.ShuttingDown` (the runtime refused or cancelled a call ``fn`` made because it
+        is shutting down). Disposing the resource cancels the task at once, also while it
+        waits to restart; cancellation is never a crash. Each crash is logged (WARNING, with
+        the traceback), each restart (INFO, with the delay) and the final crash ("giving up",
+        ERROR), with ``source`` = this scope's ``id``. Bad arguments raise
+        TypeError/ValueError here, before anything starts.
         """
         supervisor = Supervisor.create(
             self.id, fn, args, name=name, restart=restart, reset_after=reset_after

@@ -1,15 +1,21 @@
-"""Graceful shutdown: stop intake, drain in-flight task calls within a budget, cancel the rest.
+"""Graceful shutdown: stop intake, drain the calls in flight within a budget, cancel the rest.
 
 The sequence, started by SIGTERM/SIGINT (with ``shutdown_signals=True``) or by
 ``rt.shutdown()``:
 
 1. emit ``disposing``;
-2. stop intake: new ``rt.run_task`` / ``rt.emit`` calls raise `ShuttingDown`;
-3. wait for the task calls in flight to finish, for at most ``drain_timeout`` seconds (a
-   second signal ends the wait at once);
-4. log and cancel what is left, by cancelling the body of ``async with kernel.run(app)``;
-5. the runtime then disposes every resource in reverse dependency order and emits
-   ``disposed``, as on any exit.
+2. stop intake: new ``rt.run_task`` / ``rt.emit`` calls raise `ShuttingDown` (HTTP calls
+   are answered 503 ``shutting_down``);
+3. wait for the calls in flight to finish, for at most ``drain_timeout`` seconds (a second
+   signal ends the wait at once);
+4. log and cancel every call still in flight, wherever it runs (the body of
+   ``async with kernel.run(app)``, an HTTP request, a durable worker, a resource's
+   background work; see `kernel._calls`), by cancelling the body and each call's scope;
+5. wait until they have all ended — only then does the runtime dispose the resources, in
+   reverse dependency order, and emit ``disposed``, as on any exit.
+
+Leaving the body without a shutdown runs steps 2, 4 and 5 at once (`settle`): no call runs
+while, or after, anything it uses is disposed, whatever the order of registration.
 
 Every phase is logged with source ``kernel.shutdown``.
 """
@@ -17,15 +23,18 @@ Every phase is logged with source ``kernel.shutdown``.
 from __future__ import annotations
 
 import signal
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from kernel._errors import KernelError
 from kernel.observability._logging import kernel_logger
 
-__all__ = ["Gauge", "Shutdown", "ShuttingDown"]
+if TYPE_CHECKING:
+    from kernel._calls import Calls
+
+__all__ = ["Shutdown", "ShuttingDown"]
 
 _log = kernel_logger("kernel.shutdown")
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -35,15 +44,6 @@ class ShuttingDown(KernelError):
     """The runtime is shutting down and takes no new task calls or emissions."""
 
 
-class Gauge:
-    """How many calls of one task are in flight (kept next to its runner: one lookup)."""
-
-    __slots__ = ("n",)
-
-    def __init__(self) -> None:
-        self.n = 0
-
-
 class Shutdown:
     """The shutdown sequence of one runtime; see the module docstring."""
 
@@ -51,7 +51,7 @@ class Shutdown:
         self,
         *,
         drain_timeout: float,
-        gauges: Mapping[str, Gauge],
+        calls: Calls,
         announce: Callable[[], Awaitable[None]],
     ) -> None:
         if isinstance(drain_timeout, bool) or not isinstance(drain_timeout, int | float):
@@ -59,13 +59,11 @@ class Shutdown:
         if not drain_timeout >= 0:
             raise ValueError(f"kernel.run: drain_timeout must be >= 0, got {drain_timeout!r}")
         self.drain_timeout = float(drain_timeout)
-        self.stopping = False
         self.body = trio.CancelScope()
-        self._gauges = gauges
+        self._calls = calls
         self._announce = announce
         self._requested = trio.Event()
         self._skip_drain = trio.Event()
-        self._drained = trio.Event()
 
     def request(self, reason: str = "requested") -> None:
         """Start the sequence (a second request skips the drain)."""
@@ -81,15 +79,6 @@ class Shutdown:
         """Whether a shutdown was requested (readiness ends right then)."""
         return self._requested.is_set()
 
-    def in_flight(self) -> dict[str, int]:
-        """Task id → calls in flight, for the tasks that have any."""
-        return {task_id: gauge.n for task_id, gauge in self._gauges.items() if gauge.n}
-
-    def call_finished(self) -> None:
-        """Called by ``run_task`` after a call, once intake has stopped."""
-        if not self.in_flight():
-            self._drained.set()
-
     async def watch_signals(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Turn SIGTERM and SIGINT into shutdown requests (runs in the runtime's nursery)."""
         with trio.open_signal_receiver(*SIGNALS) as received:
@@ -98,33 +87,53 @@ class Shutdown:
                 self.request(f"{signal.Signals(signum).name} received")
 
     async def run(self) -> None:
-        """Wait for a request, then drain and cancel the body (runs in the runtime's nursery)."""
+        """Wait for a request, drain, then cancel every call and the body (runs in the
+        runtime's nursery)."""
         await self._requested.wait()
+        calls = self._calls
+        if calls.cancelled:
+            return  # the runtime was already being disposed
         await self._announce()
-        self.stopping = True
+        calls.stop_intake()
         _log.info("shutdown: intake stopped")
-        pending = self.in_flight()
+        pending = calls.in_flight()
         if pending and not self._skip_drain.is_set():
-            total = sum(pending.values())
             _log.info(
-                "shutdown: draining {} task call(s) in flight for up to {:g} s",
-                total,
+                "shutdown: draining {} call(s) in flight for up to {:g} s",
+                sum(pending.values()),
                 self.drain_timeout,
             )
             with trio.move_on_after(self.drain_timeout):
                 async with trio.open_nursery() as nursery:
-                    for event in (self._drained, self._skip_drain):
-                        nursery.start_soon(_cancel_when_set, event, nursery.cancel_scope)
-        left = self.in_flight()
-        if left:
-            listed = ", ".join(f"{task_id} x{n}" for task_id, n in sorted(left.items()))
-            _log.warning("shutdown: cancelling task calls still in flight: {}", listed)
-        else:
-            _log.info("shutdown: nothing in flight")
-        _log.info("shutdown: disposing resources")
+                    for wait in (calls.wait_idle, self._skip_drain.wait):
+                        nursery.start_soon(_cancel_after, wait, nursery.cancel_scope)
+        if not calls.cancelled:
+            self._cancel_calls()
         self.body.cancel()
 
+    async def settle(self) -> None:
+        """Before the first resource is disposed: stop intake, cancel every call still in
+        flight (a shutdown's drain may have done both already) and wait until they have all
+        ended. Shielded from cancellation: disposal must not begin under a running call."""
+        calls = self._calls
+        if not calls.stopping:
+            calls.stop_intake()
+        if not calls.cancelled:
+            self._cancel_calls()
+        with trio.CancelScope(shield=True):
+            await calls.wait_idle()
+        if self.requested:
+            _log.info("shutdown: disposing resources")
 
-async def _cancel_when_set(event: trio.Event, scope: trio.CancelScope) -> None:
-    await event.wait()
+    def _cancel_calls(self) -> None:
+        left = self._calls.cancel()
+        if left:
+            listed = ", ".join(f"{label} x{n}" for label, n in sorted(left.items()))
+            _log.warning("shutdown: cancelling calls still in flight: {}", listed)
+        elif self.requested:
+            _log.info("shutdown: nothing in flight")
+
+
+async def _cancel_after(wait: Callable[[], Awaitable[object]], scope: trio.CancelScope) -> None:
+    await wait()
     scope.cancel()

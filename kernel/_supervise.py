@@ -18,6 +18,9 @@ The rules:
 - ``restart="never"``: the first crash propagates.
 - ``trio.Cancelled`` (and any `BaseException` that is not an `Exception`) is never a crash: it
   stops the supervision at once, also during a backoff.
+- `kernel.ShuttingDown` is not a crash either: the runtime refuses the task's calls because it
+  is shutting down, so the supervision ends (logged at INFO) instead of restarting into more
+  refusals.
 
 Every crash is logged at WARNING with its traceback, every restart at INFO with the delay
 waited, the end at ERROR ("giving up"), all with ``source=<resource id>`` and the ``task``
@@ -33,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn
 import attrs
 import trio
 
+from kernel._shutdown import ShuttingDown
 from kernel.observability._logging import kernel_logger
 from resilience import Retry
 
@@ -99,6 +103,8 @@ class Supervisor:
     _crashed_at: float | None = None
     # The crash of a healthy run, raised again as attempt 1 of the streak it opens.
     _replay: Exception | None = None
+    # Set when the runtime refused the task's call for shutting down: the supervision ends.
+    _stopped: ShuttingDown | None = None
 
     @classmethod
     def create(
@@ -148,6 +154,13 @@ class Supervisor:
                 error=exc,
             )
             raise
+        if self._stopped is not None:
+            self.log.info(
+                "supervised task {task!r} stopped ({error}); it is not restarted",
+                task=self.name,
+                error=self._stopped,
+            )
+            return
         self.log.info("supervised task {task!r} returned; it is not restarted", task=self.name)
 
     async def _run_once(self) -> bool:
@@ -170,6 +183,9 @@ class Supervisor:
         started = trio.current_time()
         try:
             await self.fn(*self.args)
+        except ShuttingDown as exc:
+            self._stopped = exc
+            return False
         except Exception as exc:
             self._crashed_at = now = trio.current_time()
             healthy = self.reset_after is not None and now - started >= self.reset_after

@@ -10,8 +10,14 @@ Routes (``{base}`` is the exposure's ``base_path``):
 
 A call is checked in this order, each failure answered before the next step runs:
 authentication (401), id allowed and registered (404, the same response either way), the
-runtime serving (503), content type (415, anonymous exposures only), body size (413), JSON
-(400), envelope (400), input (422); then the task or the hooks run. Failures are JSON
+runtime serving (503), content type (415, anonymous exposures only), body size (413) and
+time (408), JSON (400), envelope (400), input (422); then the task or the hooks run.
+
+From the moment a shutdown is requested every HTTP/1 response carries ``Connection: close``
+(clients open a new connection, which a load balancer sends elsewhere, instead of reusing one
+the server is about to close), and a call refused 503 ``shutting_down`` has its body read
+first (within ``body_limit`` and ``body_timeout``): closing a connection with unread data
+would reset it and could destroy the answer before the client reads it. Failures are JSON
 ``{"ok": false, "code", "message", "request_id"}`` (``details`` for 422); an unexpected
 exception is a 500 ``"internal error"`` whose details go to the log only. Every response
 carries ``x-request-id`` and every call is logged (source ``kernel.exposure``).
@@ -19,6 +25,7 @@ carries ``x-request-id`` and every call is logged (source ``kernel.exposure``).
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import inspect
 import json
@@ -266,7 +273,7 @@ class ExposureApp:
         )
         starlette.router.redirect_slashes = False
         #: The ASGI application to serve.
-        self.asgi: ASGIApp = _Calls(starlette, self._log)
+        self.asgi: ASGIApp = _Calls(starlette, self._log, runtime)
 
     # ------------------------------------------------------------------ endpoints
 
@@ -277,7 +284,7 @@ class ExposureApp:
             route = self._tasks.get(request.path_params["id"])
             if route is None:
                 raise Refusal(404, "not_found", "not found")
-            self._check_serving()
+            await self._check_serving(request)
             args, kwargs = route.arguments(await self._envelope(request, "input"))
             with _call_context(caller, request):
                 result = await self._runtime.run_task(route.task, *args, **kwargs)
@@ -292,7 +299,7 @@ class ExposureApp:
             event = self._events.get(request.path_params["id"])
             if event is None:
                 raise Refusal(404, "not_found", "not found")
-            self._check_serving()
+            await self._check_serving(request)
             payload = (await self._envelope(request, "payload")).get("payload")
             if event.payload is not None:
                 try:
@@ -330,13 +337,19 @@ class ExposureApp:
         return (await self._runtime.health()).to_dict()
 
     async def health(self, request: Request) -> Response:
-        """``GET /health``: ``rt.health()``; 503 when the app is unhealthy."""
-        report = await self._health_report()
+        """``GET /health``: ``rt.health()``; 503 when the app is unhealthy (or disposing)."""
+        try:
+            report = await self._health_report()
+        except ShuttingDown as exc:
+            return self._answer(request.scope, exc)
         return _json(503 if report["status"] == "unhealthy" else 200, report)
 
     async def ready(self, request: Request) -> Response:
         """``GET /ready``: ``rt.health()``; 503 while the app is not ready."""
-        report = await self._health_report()
+        try:
+            report = await self._health_report()
+        except ShuttingDown as exc:
+            return self._answer(request.scope, exc)
         return _json(200 if self._runtime.ready else 503, report)
 
     async def metrics(self, request: Request) -> Response:
@@ -361,16 +374,28 @@ class ExposureApp:
                 return caller
         raise Refusal(401, "unauthorized", "missing or invalid bearer token", headers=_CHALLENGE)
 
-    def _check_serving(self) -> None:
+    async def _check_serving(self, request: Request) -> None:
         """Raise unless the runtime takes calls: `ShuttingDown` once it has stopped being
-        ready, `Refusal` 503 ``not_ready`` while it is still starting."""
+        ready (after reading the body: see the module docstring), `Refusal` 503
+        ``not_ready`` while it is still starting."""
         runtime = self._runtime
         if runtime.ready:
             return
-        readiness = runtime._readiness
-        if readiness.ready or readiness.stopping:
+        if runtime.closing:
+            with contextlib.suppress(Refusal):
+                await self._read_body(request)
             raise ShuttingDown("the runtime is shutting down")
         raise Refusal(503, "not_ready", "the service is starting")
+
+    async def _read_body(self, request: Request) -> bytes:
+        """The request body, within ``body_limit`` (413) and ``body_timeout`` (408)."""
+        config = self._config
+        return await read_body(
+            request.receive,
+            content_length=request.headers.get("content-length"),
+            limit=config.body_limit,
+            time_limit=config.body_timeout,
+        )
 
     async def _envelope(self, request: Request, key: str) -> Mapping[str, Any]:
         """The body as ``{key: ...}`` (``{}`` for an empty body), else a `Refusal`."""
@@ -383,11 +408,7 @@ class ExposureApp:
                 "unsupported_media_type",
                 "send the body as JSON with Content-Type: application/json",
             )
-        body = await read_body(
-            request.receive,
-            content_length=headers.get("content-length"),
-            limit=self._config.body_limit,
-        )
+        body = await self._read_body(request)
         if not body:
             return {}
         envelope = parse_json(body, max_depth=self._config.max_depth)
@@ -453,11 +474,13 @@ def _is_json(content_type: str | None) -> bool:
 
 
 class _Calls:
-    """ASGI wrapper: the request id on every response, and one log line per call."""
+    """ASGI wrapper: the request id on every response, ``Connection: close`` where the
+    connection must not be reused, and one log line per call."""
 
-    def __init__(self, app: ASGIApp, log: Logger) -> None:
+    def __init__(self, app: ASGIApp, log: Logger, runtime: Runtime) -> None:
         self._app = app
         self._log = log
+        self._runtime = runtime
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -465,7 +488,9 @@ class _Calls:
             return
         request_id, unread = _scan(scope["headers"])
         # (HTTP/2 multiplexes: a refused stream leaves the connection usable.)
-        unread = unread and scope.get("http_version", "1.1") in _HTTP1
+        http1 = scope.get("http_version", "1.1") in _HTTP1
+        unread = unread and http1
+        runtime = self._runtime
         scope[REQUEST_ID_KEY] = request_id
         header = (_REQUEST_ID_HEADER, request_id.encode("ascii"))
         status = 0
@@ -476,9 +501,10 @@ class _Calls:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = [*message.get("headers", ()), header]
-                if unread:
+                if unread or (http1 and runtime.closing):
                     # Answered before the whole body came (a refusal): the server will close
-                    # the connection, so the client must not reuse it.
+                    # the connection. Or shutting down: it will close it soon. Either way the
+                    # client must not send on it again.
                     headers.append(_CLOSE)
                 message = {**message, "headers": headers}
             try:

@@ -204,6 +204,9 @@ class ExposureConfig:
     read_timeout: float = attrs.field(
         default=30.0, converter=to_seconds, validator=positive_duration
     )
+    body_timeout: float = attrs.field(
+        default=60.0, converter=to_seconds, validator=positive_duration
+    )
     health_cache: float = attrs.field(
         default=1.0, converter=to_seconds, validator=non_negative_duration
     )

@@ -5,7 +5,9 @@ Both run before anything of a request reaches the runtime:
 - `read_body` refuses a declared ``Content-Length`` above the limit before reading a byte,
   then counts the chunks as they arrive and refuses as soon as the total crosses the limit:
   what was read is dropped and the rest is never read (the server stops reading the socket
-  when the app does not pull: nothing beyond the limit is buffered).
+  when the app does not pull: nothing beyond the limit is buffered). The whole body must
+  arrive within a deadline (408 beyond): a client dripping a byte at a time cannot hold a
+  request open for longer.
 - `parse_json` wants strict UTF-8, measures the nesting depth with a scan that counts
   brackets outside strings (no recursion, linear time whatever the input) before
   ``json.loads`` runs, and refuses ``NaN``, ``Infinity`` and numbers beyond float range.
@@ -19,6 +21,8 @@ import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from itertools import accumulate
 from typing import Any, Final, TypeAlias
+
+import trio
 
 __all__ = ["Receive", "Refusal", "nesting_depth", "parse_json", "read_body"]
 
@@ -58,8 +62,11 @@ def _too_large(limit: int) -> Refusal:
     return Refusal(413, "payload_too_large", f"the request body exceeds {limit} bytes")
 
 
-async def read_body(receive: Receive, *, content_length: str | None, limit: int) -> bytes:
-    """The request body, at most ``limit`` bytes, else `Refusal` 413.
+async def read_body(
+    receive: Receive, *, content_length: str | None, limit: int, time_limit: float = math.inf
+) -> bytes:
+    """The request body, at most ``limit`` bytes, else `Refusal` 413; all of it within
+    ``time_limit`` seconds, else `Refusal` 408.
 
     ``content_length`` is the request's ``Content-Length`` header (``None`` when absent, as
     for a chunked body). A checkpoint (each ``receive`` is); cancellation propagates.
@@ -71,6 +78,14 @@ async def read_body(receive: Receive, *, content_length: str | None, limit: int)
             raise Refusal(400, "bad_request", "invalid Content-Length header") from None
         if declared > limit:
             raise _too_large(limit)
+    with trio.move_on_after(time_limit):
+        return await _read_chunks(receive, limit)
+    raise Refusal(
+        408, "request_timeout", f"the request body did not arrive within {time_limit:g} s"
+    )
+
+
+async def _read_chunks(receive: Receive, limit: int) -> bytes:
     chunks: list[bytes] = []
     total = 0
     while True:

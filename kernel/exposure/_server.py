@@ -1,11 +1,20 @@
 """`http`: the resource serving tasks and events over HTTP (hypercorn's trio worker).
 
 The server runs in the resource's own nursery, started with ``nursery.start`` so that the
-bound address is known when the resource's value is handed out. When the resource is
-disposed the runtime cancels that nursery first: the cancellation is turned into hypercorn's
-graceful shutdown (listeners closed at once, so new connections are refused; requests in
-flight get ``graceful_timeout`` seconds to finish; idle keep-alive connections closed),
-which runs shielded and is over before the dispose returns.
+bound address is known when the resource's value is handed out.
+
+Stopping, and how ``drain_timeout`` and ``graceful_timeout`` relate: every task call and
+emission a request makes is a call the runtime tracks (`kernel._calls`). When a shutdown is
+requested, intake stops: requests are answered 503 ``shutting_down`` with
+``Connection: close`` (after their body was read, so closing cannot reset the connection
+under the client); calls in flight get the runtime's ``drain_timeout``, and those still
+running then are cancelled (their callers get the same 503) before ANY resource is disposed,
+whatever the order of registration. So a call never runs longer than ``drain_timeout``.
+Later, when this resource is disposed, the runtime cancels its nursery: the cancellation is
+turned into hypercorn's graceful shutdown (listeners closed at once, so new connections are
+refused; idle keep-alive connections closed), shielded and bounded by ``graceful_timeout``,
+which by then only covers writing the last answers and requests that never reached a call
+(still sending their headers or body).
 
 Importing this module imports neither hypercorn nor Starlette: they are imported when an
 exposure starts (the ``http`` extra).
@@ -45,6 +54,10 @@ SERVER_LOGGER: Final = "hypercorn.error"
 #: it with ``kernel.exposure.principal.get()``.
 principal: ContextVar[Any] = ContextVar("kernel.exposure.principal", default=None)
 
+#: Seconds the request line and headers may take, and an idle keep-alive connection may
+#: stay open (hypercorn's ``keep_alive_timeout``).
+KEEP_ALIVE_TIMEOUT: Final = 5.0
+
 _EXTRA: Final = "kernel.exposure.http needs the 'http' extra: pip install 'trio-runner[http]'"
 
 
@@ -78,6 +91,7 @@ def http(
     allow_anonymous: bool = False,
     graceful_timeout: float | timedelta = 5.0,
     read_timeout: float | timedelta = 30.0,
+    body_timeout: float | timedelta = 60.0,
     health_cache: float | timedelta = 1.0,
 ) -> Resource:
     """A resource serving the app's allowed tasks and events over HTTP; its value is an
@@ -93,9 +107,20 @@ def http(
     - ``body_limit``: the largest request body in bytes (413 beyond, checked while reading);
       ``max_depth``: the deepest JSON nesting (400 beyond, at most 512).
     - ``health``: serve ``GET /health`` and ``GET /ready``; ``metrics``: ``GET /metrics``.
-    - ``graceful_timeout``: seconds (or a timedelta) requests in flight get when it stops.
-    - ``read_timeout``: seconds a connection may wait for request data (a client that stalls
-      mid-body is disconnected, not held forever).
+    - ``graceful_timeout``: seconds (or a timedelta) the server's own stop may take, once
+      every call has ended: it never extends a task call, which gets the runtime's
+      ``drain_timeout`` and is then cancelled (see the module docstring).
+    - ``read_timeout``: seconds a connection may wait between two reads of request data (a
+      client that stalls mid-body is disconnected, not held forever); hypercorn counts it in
+      whole seconds (rounded up).
+    - ``body_timeout``: seconds the whole request body may take to arrive, however steadily
+      it drips (408 ``request_timeout`` beyond, and the connection is closed).
+    - The request line and headers must arrive within hypercorn's keep-alive timeout (5 s
+      from the connection's opening or its previous answer, `KEEP_ALIVE_TIMEOUT`), which
+      also closes idle keep-alive connections; ``read_timeout`` does not apply to them.
+    - ``Expect: 100-continue``: hypercorn answers ``100 Continue`` as soon as the headers are
+      in, before the app sees the request, so a declared ``Content-Length`` over
+      ``body_limit`` gets its 413 (with ``Connection: close``) after the ``100 Continue``.
     - ``health_cache``: seconds ``/health`` and ``/ready`` reuse one health report, so a
       flood of unauthenticated probes runs the checks at most once per period (0: always).
 
@@ -118,6 +143,7 @@ def http(
         allow_anonymous=allow_anonymous,
         graceful_timeout=graceful_timeout,
         read_timeout=read_timeout,
+        body_timeout=body_timeout,
         health_cache=health_cache,
     )
 
@@ -170,6 +196,7 @@ def server_config(server: Config, config: ExposureConfig, fd: int) -> Config:
     server.errorlog = logging.getLogger(SERVER_LOGGER)
     server.graceful_timeout = config.graceful_timeout
     server.read_timeout = math.ceil(config.read_timeout)  # hypercorn types it as whole seconds
+    server.keep_alive_timeout = KEEP_ALIVE_TIMEOUT
     server.include_server_header = False
     return server
 

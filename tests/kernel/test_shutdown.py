@@ -5,22 +5,21 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import trio
 import trio.testing
-from loguru import logger
 
 import kernel
+from tests.kernel.disposal import messages
 
 
 @pytest.fixture
-def lines() -> Any:
-    seen: list[str] = []
-    sink = logger.add(lambda m: seen.append(m.record["message"]), level="INFO")
-    yield seen
-    logger.remove(sink)
+def lines() -> Iterator[list[str]]:
+    with messages() as seen:
+        yield seen
 
 
 def build(log: list[str], seconds: float) -> tuple[kernel.App, kernel.Task, kernel.Event]:
@@ -61,7 +60,7 @@ async def test_in_flight_calls_finish_within_the_budget(autojump_clock, lines) -
             await trio.sleep_forever()
         pytest.fail("the body is cancelled by the shutdown")  # pragma: no cover
     assert log == ["disposing at 0", "long finished at 2", "dispose db at 2"]
-    assert "shutdown: draining 1 task call(s) in flight for up to 5 s" in lines
+    assert "shutdown: draining 1 call(s) in flight for up to 5 s" in lines
     assert "shutdown: nothing in flight" in lines
 
 
@@ -75,7 +74,7 @@ async def test_calls_past_the_budget_are_cancelled_and_named(autojump_clock, lin
         rt.shutdown()
         await trio.sleep_forever()
     assert log == ["disposing at 0", "dispose db at 3"]
-    assert "shutdown: cancelling task calls still in flight: long x2" in lines
+    assert "shutdown: cancelling calls still in flight: long x2" in lines
 
 
 async def test_nothing_in_flight_shuts_down_at_once(autojump_clock, lines) -> None:

@@ -42,7 +42,7 @@ def test_sigterm_lets_the_task_finish_within_budget_then_disposes_in_order() -> 
     for phase in (
         "shutdown: SIGTERM received",
         "shutdown: intake stopped",
-        "shutdown: draining 1 task call(s) in flight for up to 10 s",
+        "shutdown: draining 1 call(s) in flight for up to 10 s",
         "shutdown: nothing in flight",
         "shutdown: disposing resources",
     ):
@@ -58,7 +58,7 @@ def test_sigterm_past_the_budget_cancels_the_task() -> None:
     assert code == 0, err
     assert time.monotonic() - started < 10
     assert out.splitlines() == ["dispose server", "dispose db"]
-    assert "shutdown: cancelling task calls still in flight: long x1" in err
+    assert "shutdown: cancelling calls still in flight: long x1" in err
 
 
 @pytest.mark.slow

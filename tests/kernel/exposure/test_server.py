@@ -638,46 +638,6 @@ async def test_graceful_shutdown_drains_calls_in_flight_and_refuses_new_ones() -
     assert ready.json()["ready"] is False
 
 
-async def test_disposal_lets_the_call_in_flight_finish_while_connections_are_refused() -> None:
-    started = trio.Event()
-    stopping = trio.Event()
-    exposure = http("exposure", auth=AUTH, allow_tasks=["api.*"])
-
-    @kernel.hook("on-disposing", on=kernel.events.disposing)
-    async def on_disposing(emission: kernel.Emission) -> None:
-        stopping.set()
-
-    @kernel.task("api.slow", deps={"exposure": exposure})
-    async def slow(*, exposure: Exposure) -> str:
-        started.set()
-        await stopping.wait()
-        # The exposure is being disposed: wait until a new connection is refused.
-        async with httpx.AsyncClient() as probe:
-            for _ in range(400):
-                try:
-                    await probe.get(exposure.url + "/health")
-                except httpx.ConnectError:
-                    return "refused while in flight"
-                await trio.sleep(0.005)
-        return "never refused"  # pragma: no cover - the assertion below fails
-
-    app = kernel.App("app", register=[slow, exposure, on_disposing])
-    results: list[httpx.Response] = []
-    with trio.fail_after(DEADLINE):
-        async with httpx.AsyncClient(headers=HEADERS) as client, trio.open_nursery() as nursery:
-
-            async def call(url: str) -> None:
-                results.append(await client.post(url))
-
-            async with kernel.run(app) as rt:
-                nursery.start_soon(call, rt.resource(exposure).base_url + "/task/api.slow")
-                await started.wait()
-            # Leaving the body disposes the app with the call still in flight.
-    [response] = results
-    assert response.status_code == 200
-    assert response.json() == {"ok": True, "result": "refused while in flight"}
-
-
 async def test_shutting_down_raised_by_the_runtime_is_503() -> None:
     # The gate passed, then the runtime refused (it stopped in between): still a 503.
     @kernel.task("api.nested")
