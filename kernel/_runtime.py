@@ -571,7 +571,7 @@ def _log_failure(task_id: str, exc: Exception) -> None:
         # The caller's input did not fit: worth a line, not a traceback.
         kernel_logger(task_id).warning("task input rejected: {}", exc)
     else:
-        log_task_failure(task_id, exc)
+        log_task_failure(task_id, exc, depth=2)  # the record names run_task's line
 
 
 def _validating(task: Task, body: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:

@@ -136,13 +136,16 @@ def kernel_logger(source: str) -> Logger:
     return _loguru.bind(source=source).patch(_redact_record)
 
 
-def log_task_failure(task_id: str, exc: Exception) -> None:
+def log_task_failure(task_id: str, exc: Exception, *, depth: int = 1) -> None:
     """Record that task ``task_id`` raised ``exc`` (on its way to the caller), at the
-    latest installed config's ``task_failures`` level (DEBUG when none is installed)."""
+    latest installed config's ``task_failures`` level (DEBUG when none is installed).
+
+    ``depth``: how many frames up the record's function and line are taken from (1: the
+    caller of this function)."""
     level = _installed[-1].config.task_failures if _installed else _DEFAULT_TASK_FAILURES
     if level is not None:
-        # depth=1: the record names the caller's line (run_task's), as a direct call would.
-        kernel_logger(task_id).opt(depth=1, exception=exc).log(level, "task failed: {}", exc)
+        # The record names the caller's line (run_task's), as a direct call would.
+        kernel_logger(task_id).opt(depth=depth, exception=exc).log(level, "task failed: {}", exc)
 
 
 # ---------------------------------------------------------------------- configuration
