@@ -45,6 +45,7 @@ from kernel.durable import (
     engine,
     signal,
 )
+from tests.kernel.durable.corruption import corrupt
 from tests.kernel.durable.helpers import audit_of, recorded, running_engine, workflow
 
 #: The engines' epoch: 2024-01-01T00:00:00Z, so engine times are exact floats.
@@ -960,6 +961,94 @@ async def test_an_execution_of_an_unregistered_workflow_fails_naming_it(
             "in this app"
         )
         assert e.result_of(await e.get_execution(await _other(e, "gone"))) == 1
+
+
+async def failed_unreadable(e: Engine, execution_id: str, column: str) -> str:
+    """Wait for ``execution_id`` to fail as unreadable, naming ``column``; its error."""
+    with pytest.raises(WorkflowFailedError) as caught:
+        await e.wait(execution_id, timeout=3600)  # (never stuck without a word)
+    error = caught.value.error
+    assert error is not None
+    assert error.startswith(
+        f"CorruptRecordError: execution {execution_id!r} cannot be read back: {column} "
+    ), error
+    return error
+
+
+async def seed_unreadable(
+    store: Store, execution_id: str, column: str, value: Any, **fields: Any
+) -> None:
+    """An ``echo`` execution left by another process, then ``column`` set to ``value``."""
+    await seed(
+        store, Execution(execution_id, "echo", '"x"', created_at=T0, updated_at=T0, **fields)
+    )
+    await store.open()
+    try:
+        await corrupt(store, "executions", execution_id, column, value)
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "fields"),
+    [
+        ("wake_at", "abc", {"status": "sleeping", "wake_at": T0 + 5}),
+        ("lease_until", "abc", {"status": "running", "owner": FOREIGN, "lease_until": T0 + 5}),
+        ("status", "bogus", {}),
+        ("attempt", "abc", {"status": "sleeping", "wake_at": T0 + 5}),
+        ("created_at", "abc", {"status": "waiting", "waiting_for": "approved"}),
+    ],
+    ids=["wake_at", "lease_until", "status", "attempt", "created_at"],
+)
+async def test_a_corrupt_row_fails_alone_and_the_worker_keeps_running_across_restarts(
+    kind: str,
+    clock: trio.testing.MockClock,
+    stores: Callable[[], Store],
+    column: str,
+    value: Any,
+    fields: dict[str, Any],
+) -> None:
+    await seed_unreadable(stores(), "bad1", column, value, **fields)
+    async with running_engine(echo, store=stores()) as (_, e):  # recovers past it at startup
+        assert (await e.start_and_wait(echo, "one"))[1] == "one"
+        await failed_unreadable(e, "bad1", column)
+    await seed_unreadable(stores(), "bad2", column, value, **fields)  # while nothing runs
+    async with running_engine(echo, store=stores()) as (_, e):
+        assert (await e.start_and_wait(echo, "two"))[1] == "two"
+        error = await failed_unreadable(e, "bad2", column)
+        assert (await e.get_execution("bad1")).status == "failed"
+        [changed] = await audit_of(e, "bad2", "status_changed")
+        assert changed.data == {"to": "failed", "attempt": 0, "error": error}
+        assert await e.recover() == []
+
+
+async def _held(entered: trio.Event, release: trio.Event) -> str:
+    entered.set()
+    await release.wait()
+    return "held"
+
+
+async def test_a_row_that_goes_bad_during_its_run_stops_the_run_and_fails_alone(
+    kind: str, clock: trio.testing.MockClock, stores: Callable[[], Store]
+) -> None:
+    entered, release = trio.Event(), trio.Event()
+    finished: list[str] = []
+
+    @workflow("hold")
+    async def hold(_: None, *, durable: Engine) -> None:
+        finished.append(await durable.context().step("held", _held, entered, release))
+
+    async with running_engine(hold, echo, store=stores()) as (_, e):
+        held = await e.start(hold)
+        await entered.wait()
+        await corrupt(e.store, "executions", held, "created_at", "abc")
+        # The next claim (for this start) fails it and stops its run; the others run.
+        assert (await e.start_and_wait(echo, "fine"))[1] == "fine"
+        await failed_unreadable(e, held, "created_at")
+        release.set()
+        await trio.sleep(1)
+        assert finished == []
+        assert await recorded(e, held) == {}
 
 
 # ---------------------------------------------------------------------- options
