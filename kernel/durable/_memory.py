@@ -111,6 +111,7 @@ class MemoryStore:
             return self._executions[self._keys[key]]
         if execution.id in self._executions:
             raise ValueError(f"execution id {execution.id!r} is already used")
+        _read(execution)  # one that would not read back is not stored (as in SQL)
         self._executions[execution.id] = execution
         if key is not None:
             self._keys[key] = execution.id

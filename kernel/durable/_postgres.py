@@ -37,6 +37,7 @@ from kernel.durable._rows import (
     EXECUTION_COLUMNS,
     execution_readable_sql,
     failed_in_place,
+    owned_by,
     read_execution,
     read_schedule,
     read_step,
@@ -477,17 +478,37 @@ class PostgresStore:
         def work(conn: Connection[TupleRow]) -> Execution:
             row = conn.execute(
                 self._q(
-                    "UPDATE {s}.executions SET status = %s, result = %s, error = %s, "
-                    "wake_at = %s, waiting_for = %s, attempt = COALESCE(%s, attempt), "
-                    "owner = NULL, lease_until = NULL, updated_at = %s "
-                    "WHERE id = %s AND status = 'running' AND owner = %s "
+                    "UPDATE {s}.executions SET status = %(status)s, result = %(result)s, "
+                    "error = %(error)s, wake_at = %(wake_at)s, waiting_for = %(waiting_for)s, "
+                    "attempt = COALESCE(%(attempt)s, attempt), owner = NULL, "
+                    "lease_until = NULL, updated_at = %(now)s "
+                    "WHERE id = %(id)s AND status = 'running' AND owner = %(worker)s "
+                    # What is not written must read back, or nothing is (as in SQLite).
+                    f"AND COALESCE(%(attempt)s, attempt) >= 0 AND {_TIME.format(c='created_at')} "
                     f"RETURNING {_EXECUTION}"
                 ),
-                (status, result, error, wake_at, waiting_for, attempt, now, execution_id, worker),
+                {
+                    "status": status,
+                    "result": result,
+                    "error": error,
+                    "wake_at": wake_at,
+                    "waiting_for": waiting_for,
+                    "attempt": attempt,
+                    "now": now,
+                    "id": execution_id,
+                    "worker": worker,
+                },
             ).fetchone()
-            if row is None:
-                raise _lease_lost(execution_id, worker)
-            return read_execution(row)
+            if row is not None:
+                return read_execution(row)
+            # Not ours, or ours but unreadable (this second query only when refused).
+            row = conn.execute(
+                self._q(f"SELECT {_EXECUTION} FROM {{s}}.executions WHERE id = %s"),
+                (execution_id,),
+            ).fetchone()
+            if row is not None and owned_by(row, worker):
+                read_execution(row)  # raises CorruptRecordError
+            raise _lease_lost(execution_id, worker)
 
         return await self._run(work, single=True)
 

@@ -34,6 +34,7 @@ __all__ = [
     "Kind",
     "execution_readable_sql",
     "failed_in_place",
+    "owned_by",
     "read_execution",
     "read_schedule",
     "read_step",
@@ -190,6 +191,12 @@ def read_execution(values: Sequence[Any]) -> Execution:
     if type(execution_id) is str:
         raise _error(f"execution {execution_id!r}", problems, execution_id=execution_id)
     raise _error("an execution", problems)
+
+
+def owned_by(row: Sequence[Any], worker: str) -> bool:
+    """Whether ``worker`` holds the execution of ``row`` (its raw columns, in
+    `EXECUTION_COLUMNS` order): the fence, which needs no other column to be readable."""
+    return bool(row[_INDEX["status"]] == "running" and row[_INDEX["owner"]] == worker)
 
 
 def failed_in_place(

@@ -41,6 +41,7 @@ from kernel.durable._records import (
 from kernel.durable._rows import (
     execution_readable_sql,
     failed_in_place,
+    owned_by,
     read_execution,
     read_schedule,
     read_step,
@@ -54,8 +55,6 @@ T = TypeVar("T")
 
 _EXECUTION_FIELDS: Final = tuple(field.name for field in attrs.fields(Execution))
 _EXECUTION_COLUMNS: Final = ", ".join(_EXECUTION_FIELDS)
-_STATUS: Final = _EXECUTION_FIELDS.index("status")
-_OWNER: Final = _EXECUTION_FIELDS.index("owner")
 _SCHEDULE_FIELDS: Final = tuple(field.name for field in attrs.fields(Schedule))
 _SCHEDULE_COLUMNS: Final = ", ".join(_SCHEDULE_FIELDS)
 _STATUSES: Final = ", ".join(f"'{status}'" for status in STATUSES)
@@ -215,7 +214,7 @@ def _fenced(connection: sqlite3.Connection, execution_id: str, worker: str) -> t
     """The execution's row, or LeaseLostError unless ``worker`` owns it while ``running``
     (checked on the raw row: a fence needs no other column to be readable)."""
     row = _row(connection, execution_id)
-    if row is None or row[_STATUS] != "running" or row[_OWNER] != worker:
+    if row is None or not owned_by(row, worker):
         raise LeaseLostError(f"worker {worker!r} no longer owns execution {execution_id!r}")
     return row
 
@@ -469,22 +468,23 @@ class SqliteStore:
         attempt: int | None = None,
     ) -> Execution:
         def release(connection: sqlite3.Connection) -> Execution:
-            execution = read_execution(_fenced(connection, execution_id, worker))
-            return _update(
-                connection,
-                attrs.evolve(
-                    execution,
-                    status=status,
-                    result=result,
-                    error=error,
-                    wake_at=wake_at,
-                    waiting_for=waiting_for,
-                    attempt=execution.attempt if attempt is None else attempt,
-                    owner=None,
-                    lease_until=None,
-                    updated_at=now,
-                ),
+            # What the row becomes must read back (the columns written replace what they
+            # held, as on PostgreSQL); else nothing is written.
+            row = _fenced(connection, execution_id, worker)
+            values = dict(zip(_EXECUTION_FIELDS, row, strict=True))
+            values.update(
+                status=status,
+                result=result,
+                error=error,
+                wake_at=wake_at,
+                waiting_for=waiting_for,
+                owner=None,
+                lease_until=None,
+                updated_at=now,
             )
+            if attempt is not None:
+                values["attempt"] = attempt
+            return _update(connection, read_execution(tuple(values.values())))
 
         return await self._write(release)
 

@@ -831,6 +831,36 @@ async def test_an_unreadable_execution_fails_alone(
         assert [e.id for e in await store.list_executions(statuses=["failed"])] == ["bad"]
 
 
+RELEASE_CASES = {
+    # A column the release writes: what it held does not matter.
+    "lease_until text": Bad("lease_until", "abc", math.nan),
+    # Columns it keeps: the release writes nothing, and the next claim fails the row.
+    "created_at text": Bad("created_at", "abc", math.inf),
+    "attempt negative": Bad("attempt", -3, -3),
+}
+
+
+@pytest.mark.parametrize(("kind", "case"), cases(RELEASE_CASES))
+async def test_a_release_of_a_row_gone_bad_writes_what_reads_back_or_nothing(
+    kind: str, case: Bad, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    async with opened(kind, tmp_path, request) as store:
+        await claimed(store, "e1")  # by w1, lease until 20
+        await corrupt(store, "executions", "e1", case.column, case.held_by(kind))
+        if case.column == "lease_until":
+            done = await store.release("e1", "w1", status="completed", now=12.0, result="1")
+            assert (done.status, done.lease_until) == ("completed", None)
+            assert await store.get_execution("e1") == done
+            return
+        with pytest.raises(CorruptRecordError, match=f"execution 'e1' .*{case.column}"):
+            await store.release("e1", "w1", status="completed", now=12.0, result="1")
+        # Nothing was written (not completed: still active, so claimed) and it fails now.
+        [failed] = await store.claim("w2", now=13.0, lease_until=23.0, limit=10)
+        assert (failed.id, failed.status, failed.result) == ("e1", "failed", None)
+        assert failed.error is not None
+        assert case.column in failed.error
+
+
 STEP_CASES = {
     "step_id not text": Bad("step_id", b"s2"),
     "position text": Bad("position", "abc", -1),
