@@ -22,6 +22,7 @@ from kernel.durable._records import (
     Schedule,
     Status,
     StepRecord,
+    claimed_by,
 )
 from kernel.durable._rows import (
     failed_in_place,
@@ -179,15 +180,7 @@ class MemoryStore:
             key=lambda e: (_sort_due(e, now), e.created_at, e.id),
         )
         for execution in runnable[: max(limit - len(claimed), 0)]:
-            updated = attrs.evolve(
-                execution,
-                status="running",
-                owner=worker,
-                lease_until=lease_until,
-                wake_at=None,
-                waiting_for=None,
-                updated_at=now,
-            )
+            updated = claimed_by(execution, worker, lease_until=lease_until, now=now)
             self._executions[execution.id] = updated
             claimed.append(updated)
         if unreadable:

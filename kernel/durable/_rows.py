@@ -293,7 +293,5 @@ def read_step(values: Sequence[Any]) -> StepRecord:
         return StepRecord(*values)
     execution_id, step_id = values[0], values[1]
     step = repr(step_id) if type(step_id) is str else "with an unreadable id"
-    if type(execution_id) is str:
-        record = f"step {step} of execution {execution_id!r}"
-        raise _error(record, problems, execution_id=execution_id)
-    raise _error(f"step {step}", problems)
+    record = f"step {step} of execution {execution_id!r}"  # (found by it: text)
+    raise _error(record, problems, execution_id=execution_id)

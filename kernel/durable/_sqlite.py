@@ -37,6 +37,7 @@ from kernel.durable._records import (
     Schedule,
     Status,
     StepRecord,
+    claimed_by,
 )
 from kernel.durable._rows import (
     execution_readable_sql,
@@ -427,20 +428,8 @@ class SqliteStore:
                     claimed.append(_fail_unreadable(connection, rowid, row, exc, now))
                     continue
                 if runnable:
-                    claimed.append(
-                        _update(
-                            connection,
-                            attrs.evolve(
-                                execution,
-                                status="running",
-                                owner=worker,
-                                lease_until=lease_until,
-                                wake_at=None,
-                                waiting_for=None,
-                                updated_at=now,
-                            ),
-                        )
-                    )
+                    taken = claimed_by(execution, worker, lease_until=lease_until, now=now)
+                    claimed.append(_update(connection, taken))
             return claimed
 
         return await self._write(claim)

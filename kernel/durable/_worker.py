@@ -246,9 +246,7 @@ class Worker:
                 attempt=attempt,
             )
         except CorruptRecordError as exc:  # its row went bad during the run
-            self._log.warning(
-                "execution {}: {} (a claim fails it if it has not ended)", execution.id, exc
-            )
+            self._log.warning("{}; not released (a claim fails it if it has not ended)", exc)
             engine.poke()
             engine.finished(execution.id)
             return

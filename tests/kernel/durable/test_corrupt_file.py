@@ -9,7 +9,6 @@ arithmetic), and every restart died again within seconds.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import sys
@@ -22,8 +21,9 @@ import pytest
 import trio
 
 import kernel
-from kernel.durable import TERMINAL, CorruptRecordError, Engine, Execution
+from kernel.durable import Engine
 from tests.kernel.durable.corruption import corrupt
+from tests.kernel.durable.helpers import ended
 from tests.kernel.durable.sqlite_worker_program import Flows, build_app
 
 pytestmark = pytest.mark.slow
@@ -57,20 +57,15 @@ async def worker_process(db: Path, log: Path) -> AsyncIterator[trio.Process]:
                 await process.wait()
 
 
-async def until_status(front: Engine, execution_id: str, *statuses: str) -> Execution:
-    """Poll until the execution reads back with one of ``statuses`` (until a worker's
-    claim fails an unreadable one, reading it raises `CorruptRecordError`)."""
+async def until_status(front: Engine, execution_id: str, status: str) -> None:
     with trio.fail_after(DEADLINE):
-        while True:
-            with contextlib.suppress(CorruptRecordError):
-                execution = await front.get_execution(execution_id)
-                if execution.status in statuses:
-                    return execution
+        while (await front.get_execution(execution_id)).status != status:  # noqa: ASYNC110
             await trio.sleep(0.02)
 
 
 async def fails_naming(front: Engine, execution_id: str, column: str) -> None:
-    failed = await until_status(front, execution_id, *TERMINAL)
+    with trio.fail_after(DEADLINE):
+        failed = await ended(front, execution_id)
     assert failed.status == "failed"
     assert failed.error is not None
     assert failed.error.startswith(

@@ -27,6 +27,7 @@ import trio.testing
 
 import kernel
 from kernel.durable import (
+    CorruptRecordError,
     DurableError,
     Engine,
     Execution,
@@ -46,7 +47,7 @@ from kernel.durable import (
     signal,
 )
 from tests.kernel.durable.corruption import corrupt
-from tests.kernel.durable.helpers import audit_of, recorded, running_engine, workflow
+from tests.kernel.durable.helpers import audit_of, ended, recorded, running_engine, workflow
 
 #: The engines' epoch: 2024-01-01T00:00:00Z, so engine times are exact floats.
 T0 = 1_704_067_200.0
@@ -1049,6 +1050,57 @@ async def test_a_row_that_goes_bad_during_its_run_stops_the_run_and_fails_alone(
         await trio.sleep(1)
         assert finished == []
         assert await recorded(e, held) == {}
+
+
+async def test_a_run_whose_row_went_bad_cannot_release_it_and_the_next_claim_fails_it(
+    kind: str, clock: trio.testing.MockClock, stores: Callable[[], Store]
+) -> None:
+    entered, release = trio.Event(), trio.Event()
+
+    @workflow("hold")
+    async def hold(_: None, *, durable: Engine) -> str:
+        return await durable.context().step("held", _held, entered, release)
+
+    # (No claim meanwhile: the worker polls rarely and is left idle before the corruption.)
+    async with running_engine(hold, echo, store=stores(), polling_interval=600) as (_, e):
+        held = await e.start(hold)
+        await entered.wait()
+        await trio.sleep(1)
+        await corrupt(e.store, "executions", held, "created_at", "abc")
+        release.set()  # the run ends: its release is refused, the claim it asks for fails it
+        failed = await ended(e, held)
+        assert failed.status == "failed"
+        assert failed.error is not None
+        assert "created_at holds 'abc'" in failed.error
+        assert (await e.start_and_wait(echo, "fine"))[1] == "fine"
+
+
+@attrs.define(eq=False)
+class _SpoiledOnRelease(MemoryStore):
+    """A MemoryStore whose row of ``spoiled`` turns unreadable as it is released (as if
+    edited between `recover`'s listing and its release)."""
+
+    spoiled: str
+
+    async def release(self, execution_id: str, worker: str, **changes: Any) -> Execution:
+        if execution_id == self.spoiled:
+            raise CorruptRecordError(f"execution {execution_id!r} cannot be read back")
+        return await super().release(execution_id, worker, **changes)
+
+
+async def test_recover_gets_past_a_row_that_goes_bad_while_it_recovers(
+    autojump_clock: trio.abc.Clock, dead_pid: int
+) -> None:
+    dead = f"{socket.gethostname()}:{dead_pid}:0"
+    store = _SpoiledOnRelease("spoiled")
+    await seed(
+        store,
+        running_execution("spoiled", "echo", dead, T0 + 600),
+        running_execution("fine", "echo", dead, T0 + 600),
+    )
+    async with running_engine(echo, store=store) as (_, e):  # recover_on_startup
+        assert await e.wait("fine") is None
+        assert (await e.get_execution("spoiled")).status == "running"  # left to its lease
 
 
 # ---------------------------------------------------------------------- options

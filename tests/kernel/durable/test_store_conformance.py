@@ -759,7 +759,7 @@ class Bad:
         return self.postgres if kind == "postgres" else self.value
 
 
-def cases(table: Mapping[str, Bad | BadSchedule]) -> list[Any]:
+def cases(table: Mapping[str, Bad]) -> list[Any]:
     """``(kind, case)`` for each case and each store that can hold it."""
     return [
         pytest.param(kind, case, id=f"{name}-{kind}")
@@ -909,22 +909,18 @@ async def test_an_unreadable_signal_fails_its_consume_only(
 
 
 @attrs.frozen
-class BadSchedule:
+class BadSchedule(Bad):
     """``column`` made to hold ``value`` (``postgres`` there) in a schedule on ``cadence``."""
 
-    column: str
-    value: Any
-    postgres: Any = CANNOT
-    cadence: dict[str, Any] = attrs.field(factory=lambda: {"interval": 60.0})
-
-    def held_by(self, kind: str) -> Any:
-        return self.postgres if kind == "postgres" else self.value
+    cadence: dict[str, Any] = attrs.field(factory=lambda: {"interval": 60.0}, kw_only=True)
 
 
 SCHEDULE_CASES = {
     "next_run_at text": BadSchedule("next_run_at", "abc", math.nan),
     "next_run_at infinite": BadSchedule("next_run_at", math.inf, math.inf),
-    "cron not a cron line": BadSchedule("cron", "at dawn", "at dawn", {"cron": "0 * * * *"}),
+    "cron not a cron line": BadSchedule(
+        "cron", "at dawn", "at dawn", cadence={"cron": "0 * * * *"}
+    ),
     "interval negative": BadSchedule("interval", -60.0, -60.0),
     "interval text": BadSchedule("interval", "abc", math.nan),
     "interval null, no cron": BadSchedule("interval", None, None),
