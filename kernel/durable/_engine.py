@@ -499,9 +499,14 @@ class Engine:
                 created_at=now,
                 updated_at=now,
             )
-            following = next_tick(
-                schedule.cron, schedule.interval, due=schedule.next_run_at, now=now
-            )
+            try:
+                following = next_tick(
+                    schedule.cron, schedule.interval, due=schedule.next_run_at, now=now
+                )
+            except (ValueError, ArithmeticError) as exc:  # a cron line with no next date...
+                self._log.error("schedule {!r} cannot tick ({}); it is paused", schedule.id, exc)
+                await self.store.put_schedule(attrs.evolve(schedule, paused=True, updated_at=now))
+                continue
             if await self.store.fire_schedule(
                 schedule.id, due=schedule.next_run_at, next_run_at=following, execution=execution
             ):

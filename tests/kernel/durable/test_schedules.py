@@ -384,6 +384,22 @@ async def test_a_corrupt_schedule_is_paused_the_others_tick_and_ensure_replaces_
         assert [(run.at, run.value) for run in runs[2:]] == [(180.0, "good"), (190.0, "bad")]
 
 
+async def test_a_schedule_that_cannot_tick_any_more_is_paused_and_the_others_tick(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    tick, runs = ticker()
+    async with running_engine(tick) as (_, e):
+        await e.ensure_schedule(tick, "good", id="good", interval=60)
+        await e.ensure_schedule(tick, "never", id="never", cron="0 * * * *")
+        # A valid cron line that no date matches (February 31st), edited into the store.
+        await corrupt(e.store, "schedules", "never", "cron", "0 0 31 2 *")
+        await trio.sleep(3601)
+        assert {run.value for run in runs} == {"good"}
+        never = await e.get_schedule("never")
+        assert never is not None
+        assert never.paused
+
+
 # ---------------------------------------------------------------------- guarantee 4
 
 
