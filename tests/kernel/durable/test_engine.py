@@ -10,6 +10,7 @@ idleness, so the store's worker threads finish before time moves on.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -27,6 +28,7 @@ import trio.testing
 
 import kernel
 from kernel.durable import (
+    Branch,
     CorruptRecordError,
     DurableError,
     Engine,
@@ -947,6 +949,61 @@ async def test_a_corrupt_step_record_fails_only_its_own_execution(
             await e.wait("bad")
         assert caught.value.error is not None
         assert caught.value.error.startswith("CorruptRecordError: step 'echo' result cannot")
+
+
+@workflow("one.op")
+async def one_op(kind: str, *, durable: Engine) -> Any:
+    """One durable operation, with step id ``op``, of the kind its input names."""
+    ctx = durable.context()
+    if kind == "sleep":
+        return await ctx.sleep(1, step_id="op")
+    if kind == "signal":
+        return await ctx.wait_for_signal(approved, step_id="op")
+    if kind == "deadline":
+        return (await ctx.wait_for_signal(approved, step_id="op", timeout=5)).kind
+    return await ctx.switch("op", kind, [], Branch("any", _identity))
+
+
+@pytest.mark.parametrize(
+    ("kind_of_op", "step_id", "recorded_text", "what"),
+    [
+        ("sleep", "op", '{"wake_at":"abc"}', "sleep 'op'"),
+        ("sleep", "op", "[1]", "sleep 'op'"),
+        ("signal", "op", "5", "signal wait 'op'"),
+        ("signal", "op", '{"kind":"signal"}', "signal wait 'op'"),
+        ("signal", "op", '{"kind":"maybe"}', "signal wait 'op'"),
+        ("deadline", "op:deadline", '"noon"', "deadline of 'op'"),
+        ("deadline", "op:deadline", "Infinity", "deadline of 'op'"),
+        ("switch", "op", '{"branch":"any"}', "switch 'op' result"),
+    ],
+)
+async def test_a_recorded_operation_that_cannot_be_read_back_fails_its_execution_at_once(
+    kind: str,
+    clock: trio.testing.MockClock,
+    stores: Callable[[], Store],
+    kind_of_op: str,
+    step_id: str,
+    recorded_text: str,
+    what: str,
+) -> None:
+    seeder = stores()  # another process recorded the operation, then let go
+    await seeder.open()
+    try:
+        text = json.dumps(kind_of_op)
+        await seeder.create_execution(Execution("bad", "one.op", text, created_at=T0))
+        await seeder.claim(FOREIGN, now=T0, lease_until=T0 + 10, limit=1)
+        position = None if step_id.endswith(":deadline") else 0
+        await seeder.record_step(FOREIGN, StepRecord("bad", step_id, position, recorded_text, T0))
+        await seeder.release("bad", FOREIGN, status="pending", now=T0)
+    finally:
+        await seeder.close()
+    async with running_engine(one_op, echo, store=stores()) as (_, e):
+        assert (await e.start_and_wait(echo, "fine"))[1] == "fine"
+        with pytest.raises(WorkflowFailedError) as caught:
+            await e.wait("bad", timeout=3600)
+        assert caught.value.error is not None
+        assert caught.value.error.startswith(f"CorruptRecordError: {what} cannot be read back")
+        assert (await e.get_execution("bad")).attempt == 0  # at once, not retried
 
 
 async def test_an_execution_of_an_unregistered_workflow_fails_naming_it(
