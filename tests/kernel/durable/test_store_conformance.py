@@ -887,10 +887,7 @@ async def test_an_unreadable_step_fails_the_listing_of_its_execution_only(
         assert [s.step_id for s in await store.list_step_results("e2")] == ["s1"]
 
 
-@pytest.mark.parametrize(
-    ("kind", "case"),
-    cases({"not JSON": Bad("payload", "{oops", "{oops"), "not text": Bad("payload", b"{}")}),
-)
+@pytest.mark.parametrize(("kind", "case"), cases({"not text": Bad("payload", b"{}")}))
 async def test_an_unreadable_signal_fails_its_consume_only(
     kind: str, case: Bad, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
