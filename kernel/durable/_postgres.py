@@ -399,7 +399,7 @@ class PostgresStore:
         def work(conn: Connection[TupleRow]) -> list[Execution]:
             rows = conn.execute(
                 self._q(
-                    f"SELECT {_EXECUTION}, {_RUNNABLE} AS runnable FROM {{s}}.executions AS e "
+                    f"SELECT {_EXECUTION}, {_UNREADABLE} FROM {{s}}.executions AS e "
                     f"WHERE (status IN ({_ACTIVE}) AND ({_RUNNABLE} OR {_UNREADABLE})) "
                     f"OR status NOT IN ({_STATUSES}) "
                     f"ORDER BY {_UNREADABLE} DESC, COALESCE({_DUE}, %(now)s), created_at, id "
@@ -409,14 +409,14 @@ class PostgresStore:
             ).fetchall()
             order: list[str] = []  # the ids returned, in the claim's order
             outcome: dict[str, Execution] = {}
-            for *values, runnable in rows:
+            for *values, unreadable in rows:
                 try:
                     read_execution(values)
                 except CorruptRecordError as exc:
                     outcome[values[0]] = self._fail_unreadable(conn, values, exc, now)
                     order.append(values[0])
                     continue
-                if runnable:
+                if not unreadable:  # (so taken as runnable)
                     order.append(values[0])
             ids = [execution_id for execution_id in order if execution_id not in outcome]
             if ids:

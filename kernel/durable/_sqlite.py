@@ -156,13 +156,12 @@ _RUNNABLE: Final = """(
 # or ones of an unknown status, to fail them; those first, then the earliest due. (A UNION,
 # not an OR, so that each half keeps its index.)
 _CLAIM: Final = f"""
-    SELECT row_key, runnable, {_EXECUTION_COLUMNS} FROM (
-        SELECT rowid AS row_key, {_RUNNABLE} AS runnable, {_UNREADABLE} AS unreadable,
-               {_EXECUTION_COLUMNS}
+    SELECT row_key, unreadable, {_EXECUTION_COLUMNS} FROM (
+        SELECT rowid AS row_key, {_UNREADABLE} AS unreadable, {_EXECUTION_COLUMNS}
         FROM executions
         WHERE status IN ({_ACTIVE}) AND ({_RUNNABLE} OR {_UNREADABLE})
         UNION ALL
-        SELECT rowid, 0, 1, {_EXECUTION_COLUMNS} FROM executions
+        SELECT rowid, 1, {_EXECUTION_COLUMNS} FROM executions
         WHERE status NOT IN ({_STATUSES})
     )
     ORDER BY unreadable DESC,
@@ -418,7 +417,7 @@ class SqliteStore:
     ) -> list[Execution]:
         def claim(connection: sqlite3.Connection) -> list[Execution]:
             claimed = []
-            for rowid, runnable, *values in connection.execute(
+            for rowid, unreadable, *values in connection.execute(
                 _CLAIM, {"now": now, "limit": limit}
             ).fetchall():
                 row = tuple(values)
@@ -427,7 +426,7 @@ class SqliteStore:
                 except CorruptRecordError as exc:
                     claimed.append(_fail_unreadable(connection, rowid, row, exc, now))
                     continue
-                if runnable:
+                if not unreadable:  # (so taken as runnable)
                     taken = claimed_by(execution, worker, lease_until=lease_until, now=now)
                     claimed.append(_update(connection, taken))
             return claimed
