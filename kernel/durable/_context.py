@@ -10,6 +10,7 @@ raises `NonDeterminismError`.
 from __future__ import annotations
 
 import contextlib
+import math
 import typing
 from collections import Counter
 from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
@@ -21,7 +22,12 @@ import trio
 import resilience as rs
 from kernel._definitions import Event
 from kernel.durable._definitions import Branch, Signal, SignalResult
-from kernel.durable._errors import CompensationFailedError, DurableError, NonDeterminismError
+from kernel.durable._errors import (
+    CompensationFailedError,
+    CorruptRecordError,
+    DurableError,
+    NonDeterminismError,
+)
 from kernel.durable._records import AuditEntry, AuditKind, Execution, StepRecord
 from kernel.durable._serde import decode, dumps, loads
 from kernel.durable._store import Store
@@ -334,7 +340,8 @@ class Context:
             await self._record(sleep_id, position, dumps({"wake_at": wake_at}, what="sleep"))
             await self._audit("sleep_started", sleep_id, {"seconds": seconds, "wake_at": wake_at})
         else:
-            wake_at = loads(record.result, what=f"sleep {sleep_id!r}")["wake_at"]
+            what = f"sleep {sleep_id!r}"
+            wake_at = _time(_members(record.result, ("wake_at",), what=what)["wake_at"], what=what)
         if self._env.now() < wake_at:
             raise Suspend("sleeping", wake_at=wake_at)
 
@@ -374,13 +381,16 @@ class Context:
         what = f"signal wait {wait_id!r}"
         if record is None:
             record = await self._receive(signal, wait_id, position, timeout)
-        outcome = loads(record.result, what=what)
+        outcome = _members(record.result, ("kind",), what=what)
+        kind = outcome["kind"]
+        if kind not in ("signal", "timeout") or (kind == "signal" and "payload" not in outcome):
+            raise CorruptRecordError(f"{what} cannot be read back: neither a signal nor a timeout")
         payload: Any = None
-        if outcome["kind"] == "signal":
+        if kind == "signal":
             payload = decode(outcome["payload"], signal.payload, what=what)
         if timeout is None:
             return payload  # type: ignore[no-any-return]
-        return SignalResult(outcome["kind"], payload)
+        return SignalResult(kind, payload)
 
     async def _receive(
         self, signal: Signal[Any], wait_id: str, position: int, seconds: float | None
@@ -394,7 +404,8 @@ class Context:
                 deadline = env.now() + seconds
                 await self._record(deadline_id, None, dumps(deadline, what="deadline"))
             else:
-                deadline = float(loads(stored.result, what=f"deadline of {wait_id!r}"))
+                what = f"deadline of {wait_id!r}"
+                deadline = _time(loads(stored.result, what=what), what=what)
         text = await env.store.consume_signal(
             env.worker,
             self.execution_id,
@@ -463,7 +474,7 @@ class Context:
             )
         else:
             text = record.result
-        return decode(loads(text, what=what)["result"], returns, what=what)  # type: ignore[no-any-return]
+        return decode(_members(text, ("result",), what=what)["result"], returns, what=what)  # type: ignore[no-any-return]
 
     async def note(self, message: str, meta: Mapping[str, Any] | None = None) -> None:
         """Add a line to the execution's audit timeline, once (replays do not repeat it)."""
@@ -475,6 +486,23 @@ class Context:
         dumps(data, what="note meta")
         await self._record(note_id, position, "null")
         await self._audit("note", note_id, data)
+
+
+def _members(text: str, keys: tuple[str, ...], *, what: str) -> dict[str, Any]:
+    """The JSON object a durable operation recorded, which must have ``keys``."""
+    data = loads(text, what=what)
+    if type(data) is not dict or not all(key in data for key in keys):
+        raise CorruptRecordError(
+            f"{what} cannot be read back: expected a JSON object with {', '.join(keys)}"
+        )
+    return data
+
+
+def _time(value: Any, *, what: str) -> float:
+    """A recorded time (a wake time, a deadline): a finite number."""
+    if type(value) not in (int, float) or not math.isfinite(value):
+        raise CorruptRecordError(f"{what} cannot be read back: {value!r} is not a time")
+    return float(value)
 
 
 def _bounded(

@@ -22,6 +22,7 @@ from kernel.durable._context import Context, RunEnv
 from kernel.durable._definitions import WORKFLOW, Signal, WorkflowConfig
 from kernel.durable._describe import FlowShape, Recorder
 from kernel.durable._errors import (
+    CorruptRecordError,
     DurableError,
     LeaseLostError,
     UnknownExecutionError,
@@ -285,7 +286,9 @@ class Engine:
         """Wait until the execution ends; return its result.
 
         Raises `WorkflowFailedError` (failed or compensation_failed, with the stored
-        error), `WorkflowCancelledError`, or `WaitTimeoutError` after ``timeout`` seconds.
+        error), `WorkflowCancelledError`, or `WaitTimeoutError` after ``timeout`` seconds;
+        `CorruptRecordError` while its row cannot be read back (a worker's next claim fails
+        an active one, which then raises `WorkflowFailedError`).
         """
         try:
             with trio.fail_after(math.inf if timeout is None else timeout):
@@ -356,6 +359,8 @@ class Engine:
                     )
                 except LeaseLostError:
                     continue  # someone else took it meanwhile
+                except CorruptRecordError:
+                    continue  # it went bad meanwhile: the next claim fails it
                 if self.options.audit:
                     data = {"to": "pending", "recovered_from": execution.owner}
                     entry = AuditEntry(released.id, "status_changed", self.now(), None, data)
@@ -387,7 +392,11 @@ class Engine:
             raise ValueError(f"ensure_schedule: id must be a non-empty str, got {id!r}")
         task = self._resolve(task_or_id)
         text = self._input(task, input)
-        existing = await self.store.get_schedule(id)
+        try:
+            existing = await self.store.get_schedule(id)
+        except CorruptRecordError as exc:
+            self._log.warning("{}; replacing it", exc)
+            existing = None
         now = self.now()
         if existing is not None and (
             existing.workflow,
@@ -490,9 +499,14 @@ class Engine:
                 created_at=now,
                 updated_at=now,
             )
-            following = next_tick(
-                schedule.cron, schedule.interval, due=schedule.next_run_at, now=now
-            )
+            try:
+                following = next_tick(
+                    schedule.cron, schedule.interval, due=schedule.next_run_at, now=now
+                )
+            except (ValueError, ArithmeticError) as exc:  # a cron line with no next date...
+                self._log.error("schedule {!r} cannot tick ({}); it is paused", schedule.id, exc)
+                await self.store.put_schedule(attrs.evolve(schedule, paused=True, updated_at=now))
+                continue
             if await self.store.fire_schedule(
                 schedule.id, due=schedule.next_run_at, next_run_at=following, execution=execution
             ):

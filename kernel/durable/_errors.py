@@ -62,7 +62,22 @@ class SerializationError(DurableError, TypeError):
 
 
 class CorruptRecordError(DurableError):
-    """A stored row could not be read back; only its own execution fails."""
+    """A stored row could not be read back; only its own execution fails.
+
+    ``execution_id`` (when the row belongs to an execution) and ``columns`` (the columns
+    whose values do not fit; empty when the fault is in a payload's content) say what.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        execution_id: str | None = None,
+        columns: tuple[str, ...] = (),
+    ) -> None:
+        self.execution_id = execution_id
+        self.columns = columns
+        super().__init__(message)
 
 
 class UnknownExecutionError(DurableError, KeyError):

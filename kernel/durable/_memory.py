@@ -1,7 +1,13 @@
-"""`MemoryStore`: the store protocol in a dict, for tests and single-process experiments."""
+"""`MemoryStore`: the store protocol in a dict, for tests and single-process experiments.
+
+Its records are checked as they are read back, as the other stores' rows are
+(`kernel.durable._rows`): a test that corrupts them through the internals sees what a
+corrupt file or database does.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Collection
 
@@ -10,12 +16,21 @@ import trio
 
 from kernel.durable._errors import CorruptRecordError, LeaseLostError
 from kernel.durable._records import (
-    ACTIVE,
+    TERMINAL,
     AuditEntry,
     Execution,
     Schedule,
     Status,
     StepRecord,
+    claimed_by,
+)
+from kernel.durable._rows import (
+    failed_in_place,
+    read_execution,
+    read_schedule,
+    read_step,
+    report_paused,
+    split_schedules,
 )
 
 __all__ = ["MemoryStore"]
@@ -45,6 +60,17 @@ def _due(execution: Execution) -> float | None:
 def _sort_due(execution: Execution, now: float) -> float:
     due = _due(execution)
     return now if due is None else due
+
+
+def _read(execution: Execution) -> Execution:
+    """``execution`` checked as a stored row is (raises `CorruptRecordError`)."""
+    return read_execution(attrs.astuple(execution, recurse=False))
+
+
+def _ended(execution: Execution) -> bool:
+    """Terminal: never claimed nor due, so never checked by a claim (as in SQL)."""
+    status: object = execution.status  # (any value, when the record was tampered with)
+    return isinstance(status, str) and status in TERMINAL
 
 
 @attrs.define(eq=False)
@@ -86,6 +112,7 @@ class MemoryStore:
             return self._executions[self._keys[key]]
         if execution.id in self._executions:
             raise ValueError(f"execution id {execution.id!r} is already used")
+        _read(execution)  # one that would not read back is not stored (as in SQL)
         self._executions[execution.id] = execution
         if key is not None:
             self._keys[key] = execution.id
@@ -95,20 +122,25 @@ class MemoryStore:
         await trio.lowlevel.checkpoint()
         created = self._create(execution)
         self._changed()
-        return created
+        return _read(created)
 
     async def get_execution(self, execution_id: str) -> Execution | None:
         await trio.lowlevel.checkpoint()
-        return self._executions.get(execution_id)
+        execution = self._executions.get(execution_id)
+        return None if execution is None else _read(execution)
 
     async def list_executions(
         self, *, statuses: Collection[Status] | None = None, workflow: str | None = None
     ) -> list[Execution]:
         await trio.lowlevel.checkpoint()
+        readable = []
+        for stored in self._executions.values():
+            with contextlib.suppress(CorruptRecordError):  # left out (see Store)
+                readable.append(_read(stored))
         return sorted(
             (
                 execution
-                for execution in self._executions.values()
+                for execution in readable
                 if (statuses is None or execution.status in statuses)
                 and (workflow is None or execution.workflow == workflow)
             ),
@@ -130,23 +162,29 @@ class MemoryStore:
         self, worker: str, *, now: float, lease_until: float, limit: int
     ) -> list[Execution]:
         await trio.lowlevel.checkpoint()
+        unreadable: list[Execution] = []
+        readable: list[Execution] = []
+        for key, stored in self._executions.items():
+            if _ended(stored):
+                continue
+            try:
+                readable.append(_read(stored))
+            except CorruptRecordError as exc:
+                values = attrs.astuple(stored, recurse=False)
+                unreadable.append(failed_in_place(values, exc, execution_id=key, now=now))
+        claimed = unreadable[:limit]
+        for failed in claimed:
+            self._executions[failed.id] = failed
         runnable = sorted(
-            (e for e in self._executions.values() if self._runnable(e, now)),
+            (e for e in readable if self._runnable(e, now)),
             key=lambda e: (_sort_due(e, now), e.created_at, e.id),
         )
-        claimed = []
-        for execution in runnable[:limit]:
-            updated = attrs.evolve(
-                execution,
-                status="running",
-                owner=worker,
-                lease_until=lease_until,
-                wake_at=None,
-                waiting_for=None,
-                updated_at=now,
-            )
+        for execution in runnable[: max(limit - len(claimed), 0)]:
+            updated = claimed_by(execution, worker, lease_until=lease_until, now=now)
             self._executions[execution.id] = updated
             claimed.append(updated)
+        if unreadable:
+            self._changed()
         return claimed
 
     def _owned(self, execution_id: str, worker: str) -> Execution:
@@ -187,14 +225,18 @@ class MemoryStore:
             lease_until=None,
             updated_at=now,
         )
+        _read(updated)  # an unreadable row stays as it was (a rolled back transaction)
         self._executions[execution_id] = updated
         self._changed()
         return updated
 
     async def request_cancel(self, execution_id: str, *, now: float) -> Execution | None:
         await trio.lowlevel.checkpoint()
-        execution = self._executions.get(execution_id)
-        if execution is None or execution.terminal:
+        stored = self._executions.get(execution_id)
+        if stored is None:
+            return None
+        execution = _read(stored)
+        if execution.terminal:
             return execution
         updated = attrs.evolve(
             execution,
@@ -211,12 +253,18 @@ class MemoryStore:
 
     async def next_due(self) -> float | None:
         await trio.lowlevel.checkpoint()
-        times = [
-            due
-            for execution in self._executions.values()
-            if execution.status in ACTIVE and (due := _due(execution)) is not None
-        ]
-        times += [s.next_run_at for s in self._schedules.values() if not s.paused]
+        times: list[float] = []
+        for execution in self._executions.values():
+            if not _ended(execution):
+                with contextlib.suppress(CorruptRecordError):  # no answer (see Store)
+                    due = _due(_read(execution))
+                    if due is not None:
+                        times.append(due)
+        for schedule in self._schedules.values():
+            with contextlib.suppress(CorruptRecordError):
+                readable = read_schedule(attrs.astuple(schedule, recurse=False))
+                if not readable.paused:
+                    times.append(readable.next_run_at)
         return min(times, default=None)
 
     # ------------------------------------------------------------------ steps
@@ -228,7 +276,10 @@ class MemoryStore:
 
     async def list_step_results(self, execution_id: str) -> list[StepRecord]:
         await trio.lowlevel.checkpoint()
-        return list(self._steps.get(execution_id, {}).values())
+        return [
+            read_step(attrs.astuple(step, recurse=False))
+            for step in self._steps.get(execution_id, {}).values()
+        ]
 
     # ------------------------------------------------------------------ signals
 
@@ -257,6 +308,9 @@ class MemoryStore:
         for signal in self._signals.get(execution_id, ()):
             if signal.signal_id == signal_id and not signal.consumed:
                 try:
+                    if type(signal.payload) is not str:
+                        kind = type(signal.payload).__name__
+                        raise ValueError(f"the payload is of type {kind}, not text")
                     payload = json.loads(signal.payload)
                 except ValueError as exc:
                     raise CorruptRecordError(
@@ -291,11 +345,20 @@ class MemoryStore:
 
     async def get_schedule(self, schedule_id: str) -> Schedule | None:
         await trio.lowlevel.checkpoint()
-        return self._schedules.get(schedule_id)
+        schedule = self._schedules.get(schedule_id)
+        return None if schedule is None else read_schedule(attrs.astuple(schedule, recurse=False))
 
     async def list_schedules(self) -> list[Schedule]:
         await trio.lowlevel.checkpoint()
-        return [self._schedules[key] for key in sorted(self._schedules)]
+        rows = [
+            (key, *attrs.astuple(self._schedules[key], recurse=False))
+            for key in sorted(self._schedules)
+        ]
+        schedules, to_pause = split_schedules(rows)
+        for row, error in to_pause:
+            self._schedules[row[0]] = attrs.evolve(self._schedules[row[0]], paused=True)
+            report_paused(error)
+        return schedules
 
     async def delete_schedule(self, schedule_id: str) -> bool:
         await trio.lowlevel.checkpoint()

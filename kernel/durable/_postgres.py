@@ -5,11 +5,14 @@ psycopg 3's sync API and `psycopg_pool.ConnectionPool`, called from worker threa
 async connections do not run under trio. Each method is one transaction; a thread is never
 abandoned mid-transaction, so a cancelled call has either committed or written nothing.
 Claims lock rows with ``FOR UPDATE SKIP LOCKED``, so concurrent workers never claim one
-execution twice.
+execution twice. The column types hold what the records say, except what a time, a count or
+a status may not be (NaN, infinities, negatives, a status whose CHECK was dropped): rows are
+checked as they are read back (`kernel.durable._rows`), and claims look for such rows.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -29,6 +32,17 @@ from kernel.durable._records import (
     Schedule,
     Status,
     StepRecord,
+)
+from kernel.durable._rows import (
+    EXECUTION_COLUMNS,
+    execution_readable_sql,
+    failed_in_place,
+    owned_by,
+    read_execution,
+    read_schedule,
+    read_step,
+    report_paused,
+    split_schedules,
 )
 
 if TYPE_CHECKING:
@@ -57,6 +71,7 @@ _SCHEDULE: Final = (
     "created_at, updated_at"
 )
 _AUDIT: Final = "execution_id, kind, at, step_id, data, seq"
+_ASSIGN_ALL: Final = ", ".join(f"{name} = %s" for name, _ in EXECUTION_COLUMNS[1:])
 
 # The time an active execution becomes claimable by time alone (MemoryStore's `_due`).
 _DUE: Final = (
@@ -66,6 +81,25 @@ _DUE: Final = (
 _SIGNAL_BUFFERED: Final = (
     "EXISTS (SELECT 1 FROM {s}.signals AS g WHERE g.execution_id = e.id "
     "AND g.signal_id = e.waiting_for AND NOT g.consumed)"
+)
+_STATUSES: Final = ", ".join(f"'{status}'" for status in STATUSES)
+_ACTIVE: Final = ", ".join(f"'{status}'" for status in STATUSES if status in ACTIVE)
+# A time that reads back: finite (NaN compares above 'Infinity' in PostgreSQL).
+_TIME: Final = "({c} > '-Infinity'::float8 AND {c} < 'Infinity'::float8)"
+# `read_execution` in SQL; the column types guarantee the text columns.
+_READABLE: Final = execution_readable_sql(
+    {
+        "time": _TIME,
+        "time?": f"({{c}} IS NULL OR {_TIME})",
+        "count": "{c} >= 0",
+        "status": f"{{c}} IN ({_STATUSES})",
+    }
+)
+_UNREADABLE: Final = f"NOT COALESCE({_READABLE}, false)"
+_RUNNABLE: Final = (
+    "((status = 'running' AND lease_until < %(now)s) "
+    "OR (status IN ('pending', 'sleeping') AND COALESCE(wake_at, updated_at) <= %(now)s) "
+    f"OR (status = 'waiting' AND (wake_at <= %(now)s OR {_SIGNAL_BUFFERED})))"
 )
 
 # ``{s}`` is the quoted schema. Text compared or sorted uses the "C" collation: code point
@@ -91,6 +125,9 @@ _SCHEMA: Final[tuple[LiteralString, ...]] = (
     "CREATE INDEX IF NOT EXISTS executions_created ON {s}.executions (created_at, id)",
     "CREATE INDEX IF NOT EXISTS executions_active ON {s}.executions (status) "
     "WHERE status IN ('pending', 'running', 'sleeping', 'waiting')",
+    # Empty unless the CHECK on status was dropped: lets every claim look for such rows.
+    "CREATE INDEX IF NOT EXISTS executions_unknown_status ON {s}.executions (status) "
+    f"WHERE status NOT IN ({_STATUSES})",
     """CREATE TABLE IF NOT EXISTS {s}.steps (
         seq BIGINT GENERATED ALWAYS AS IDENTITY,
         execution_id TEXT COLLATE "C" NOT NULL,
@@ -299,7 +336,9 @@ class PostgresStore:
 
     # ------------------------------------------------------------------ executions
 
-    def _create(self, conn: Connection[TupleRow], execution: Execution) -> Execution:
+    def _create(self, conn: Connection[TupleRow], execution: Execution) -> TupleRow:
+        """Insert ``execution`` unless its idempotency key is taken; the row that holds the
+        key now (not read back: `fire_schedule` needs only its id)."""
         row = conn.execute(
             self._q(
                 f"INSERT INTO {{s}}.executions ({_EXECUTION}) "
@@ -314,10 +353,10 @@ class PostgresStore:
             ).fetchone()
         if row is None:
             raise ValueError(f"execution id {execution.id!r} is already used")
-        return Execution(*row)
+        return row
 
     async def create_execution(self, execution: Execution) -> Execution:
-        return await self._run(lambda conn: self._create(conn, execution))
+        return await self._run(lambda conn: read_execution(self._create(conn, execution)))
 
     async def get_execution(self, execution_id: str) -> Execution | None:
         def work(conn: Connection[TupleRow]) -> Execution | None:
@@ -325,7 +364,7 @@ class PostgresStore:
                 self._q(f"SELECT {_EXECUTION} FROM {{s}}.executions WHERE id = %s"),
                 (execution_id,),
             ).fetchone()
-            return None if row is None else Execution(*row)
+            return None if row is None else read_execution(row)
 
         return await self._run(work, single=True)
 
@@ -346,7 +385,11 @@ class PostgresStore:
                     "workflow": workflow,
                 },
             ).fetchall()
-            return [Execution(*row) for row in rows]
+            executions = []
+            for row in rows:
+                with contextlib.suppress(CorruptRecordError):  # left out (see Store)
+                    executions.append(read_execution(row))
+            return executions
 
         return await self._run(work, single=True)
 
@@ -354,36 +397,56 @@ class PostgresStore:
         self, worker: str, *, now: float, lease_until: float, limit: int
     ) -> list[Execution]:
         def work(conn: Connection[TupleRow]) -> list[Execution]:
-            ids = [
-                row[0]
-                for row in conn.execute(
-                    self._q(
-                        "SELECT id FROM {s}.executions AS e WHERE "
-                        "(status = 'running' AND lease_until < %(now)s) "
-                        "OR (status IN ('pending', 'sleeping') "
-                        "AND COALESCE(wake_at, updated_at) <= %(now)s) "
-                        "OR (status = 'waiting' AND (wake_at <= %(now)s OR "
-                        f"{_SIGNAL_BUFFERED})) "
-                        f"ORDER BY COALESCE({_DUE}, %(now)s), created_at, id "
-                        "LIMIT %(limit)s FOR UPDATE OF e SKIP LOCKED"
-                    ),
-                    {"now": now, "limit": max(limit, 0)},
-                )
-            ]
-            if not ids:
-                return []
             rows = conn.execute(
                 self._q(
-                    "UPDATE {s}.executions SET status = 'running', owner = %s, "
-                    "lease_until = %s, wake_at = NULL, waiting_for = NULL, updated_at = %s "
-                    f"WHERE id = ANY(%s) RETURNING {_EXECUTION}"
+                    f"SELECT {_EXECUTION}, {_UNREADABLE} FROM {{s}}.executions AS e "
+                    f"WHERE (status IN ({_ACTIVE}) AND ({_RUNNABLE} OR {_UNREADABLE})) "
+                    f"OR status NOT IN ({_STATUSES}) "
+                    f"ORDER BY {_UNREADABLE} DESC, COALESCE({_DUE}, %(now)s), created_at, id "
+                    "LIMIT %(limit)s FOR UPDATE OF e SKIP LOCKED"
                 ),
-                (worker, lease_until, now, ids),
+                {"now": now, "limit": max(limit, 0)},
             ).fetchall()
-            claimed = {row[0]: Execution(*row) for row in rows}
-            return [claimed[execution_id] for execution_id in ids]
+            order: list[str] = []  # the ids returned, in the claim's order
+            outcome: dict[str, Execution] = {}
+            for *values, unreadable in rows:
+                try:
+                    read_execution(values)
+                except CorruptRecordError as exc:
+                    outcome[values[0]] = self._fail_unreadable(conn, values, exc, now)
+                    order.append(values[0])
+                    continue
+                if not unreadable:  # (so taken as runnable)
+                    order.append(values[0])
+            ids = [execution_id for execution_id in order if execution_id not in outcome]
+            if ids:
+                updated = conn.execute(
+                    self._q(
+                        "UPDATE {s}.executions SET status = 'running', owner = %s, "
+                        "lease_until = %s, wake_at = NULL, waiting_for = NULL, updated_at = %s "
+                        f"WHERE id = ANY(%s) RETURNING {_EXECUTION}"
+                    ),
+                    (worker, lease_until, now, ids),
+                ).fetchall()
+                outcome.update((row[0], read_execution(row)) for row in updated)
+            return [outcome[execution_id] for execution_id in order]
 
         return await self._run(work)
+
+    def _fail_unreadable(
+        self,
+        conn: Connection[TupleRow],
+        values: list[Any],
+        error: CorruptRecordError,
+        now: float,
+    ) -> Execution:
+        """Fail the unreadable execution where it stands (see `failed_in_place`)."""
+        failed = failed_in_place(values, error, execution_id=values[0], now=now)
+        conn.execute(
+            self._q(f"UPDATE {{s}}.executions SET {_ASSIGN_ALL} WHERE id = %s"),
+            (*attrs.astuple(failed, recurse=False)[1:], failed.id),
+        )
+        return failed
 
     async def renew(self, execution_id: str, worker: str, *, lease_until: float) -> None:
         def work(conn: Connection[TupleRow]) -> None:
@@ -415,17 +478,37 @@ class PostgresStore:
         def work(conn: Connection[TupleRow]) -> Execution:
             row = conn.execute(
                 self._q(
-                    "UPDATE {s}.executions SET status = %s, result = %s, error = %s, "
-                    "wake_at = %s, waiting_for = %s, attempt = COALESCE(%s, attempt), "
-                    "owner = NULL, lease_until = NULL, updated_at = %s "
-                    "WHERE id = %s AND status = 'running' AND owner = %s "
+                    "UPDATE {s}.executions SET status = %(status)s, result = %(result)s, "
+                    "error = %(error)s, wake_at = %(wake_at)s, waiting_for = %(waiting_for)s, "
+                    "attempt = COALESCE(%(attempt)s, attempt), owner = NULL, "
+                    "lease_until = NULL, updated_at = %(now)s "
+                    "WHERE id = %(id)s AND status = 'running' AND owner = %(worker)s "
+                    # What is not written must read back, or nothing is (as in SQLite).
+                    f"AND COALESCE(%(attempt)s, attempt) >= 0 AND {_TIME.format(c='created_at')} "
                     f"RETURNING {_EXECUTION}"
                 ),
-                (status, result, error, wake_at, waiting_for, attempt, now, execution_id, worker),
+                {
+                    "status": status,
+                    "result": result,
+                    "error": error,
+                    "wake_at": wake_at,
+                    "waiting_for": waiting_for,
+                    "attempt": attempt,
+                    "now": now,
+                    "id": execution_id,
+                    "worker": worker,
+                },
             ).fetchone()
-            if row is None:
-                raise _lease_lost(execution_id, worker)
-            return Execution(*row)
+            if row is not None:
+                return read_execution(row)
+            # Not ours, or ours but unreadable (this second query only when refused).
+            row = conn.execute(
+                self._q(f"SELECT {_EXECUTION} FROM {{s}}.executions WHERE id = %s"),
+                (execution_id,),
+            ).fetchone()
+            if row is not None and owned_by(row, worker):
+                read_execution(row)  # raises CorruptRecordError
+            raise _lease_lost(execution_id, worker)
 
         return await self._run(work, single=True)
 
@@ -444,7 +527,7 @@ class PostgresStore:
                     self._q(f"SELECT {_EXECUTION} FROM {{s}}.executions WHERE id = %s"),
                     (execution_id,),
                 ).fetchone()
-            return None if row is None else Execution(*row)
+            return None if row is None else read_execution(row)
 
         return await self._run(work)
 
@@ -454,7 +537,9 @@ class PostgresStore:
                 self._q(
                     f"SELECT MIN(due) FROM (SELECT {_DUE} AS due FROM {{s}}.executions "
                     "WHERE status = ANY(%s) "
-                    "UNION ALL SELECT next_run_at FROM {s}.schedules WHERE NOT paused) AS t"
+                    "UNION ALL SELECT next_run_at FROM {s}.schedules WHERE NOT paused) AS t "
+                    # An unreadable time is no answer (see SqliteStore.next_due).
+                    f"WHERE {_TIME.format(c='due')}"
                 ),
                 (sorted(ACTIVE),),
             ).fetchone()
@@ -487,7 +572,7 @@ class PostgresStore:
                 self._q(f"SELECT {_STEP} FROM {{s}}.steps WHERE execution_id = %s ORDER BY seq"),
                 (execution_id,),
             ).fetchall()
-            return [StepRecord(*row) for row in rows]
+            return [read_step(row) for row in rows]
 
         return await self._run(work, single=True)
 
@@ -609,18 +694,36 @@ class PostgresStore:
                 self._q(f"SELECT {_SCHEDULE} FROM {{s}}.schedules WHERE id = %s"),
                 (schedule_id,),
             ).fetchone()
-            return None if row is None else Schedule(*row)
+            return None if row is None else read_schedule(row)
 
         return await self._run(work, single=True)
 
     async def list_schedules(self) -> list[Schedule]:
-        def work(conn: Connection[TupleRow]) -> list[Schedule]:
-            rows = conn.execute(
-                self._q(f"SELECT {_SCHEDULE} FROM {{s}}.schedules ORDER BY id")
-            ).fetchall()
-            return [Schedule(*row) for row in rows]
+        rows = await self._run(
+            lambda conn: conn.execute(
+                self._q(f"SELECT id, {_SCHEDULE} FROM {{s}}.schedules ORDER BY id")
+            ).fetchall(),
+            single=True,
+        )
+        schedules, to_pause = split_schedules(rows)
+        if to_pause:
+            keys = [(row[0], row[-1]) for row, _ in to_pause]
 
-        return await self._run(work, single=True)
+            def pause(conn: Connection[TupleRow]) -> None:
+                with conn.cursor() as cursor:
+                    cursor.executemany(
+                        self._q(
+                            "UPDATE {s}.schedules SET paused = true "
+                            # Unless it was replaced meanwhile (a new updated_at).
+                            "WHERE id = %s AND updated_at IS NOT DISTINCT FROM %s"
+                        ),
+                        keys,
+                    )
+
+            await self._run(pause)
+            for _, error in to_pause:
+                report_paused(error)
+        return schedules
 
     async def delete_schedule(self, schedule_id: str) -> bool:
         def work(conn: Connection[TupleRow]) -> bool:
@@ -650,7 +753,7 @@ class PostgresStore:
                     "UPDATE {s}.schedules SET next_run_at = %s, last_execution_id = %s, "
                     "updated_at = %s WHERE id = %s"
                 ),
-                (next_run_at, created.id, execution.created_at, schedule_id),
+                (next_run_at, created[0], execution.created_at, schedule_id),
             )
             return True
 

@@ -23,6 +23,7 @@ __all__ = [
     "Schedule",
     "Status",
     "StepRecord",
+    "claimed_by",
 ]
 
 Status: TypeAlias = Literal[
@@ -105,6 +106,19 @@ class Execution:
     def terminal(self) -> bool:
         """Whether the execution has ended (completed, failed, compensation_failed, cancelled)."""
         return self.status in TERMINAL
+
+
+def claimed_by(execution: Execution, worker: str, *, lease_until: float, now: float) -> Execution:
+    """``execution`` as a claim by ``worker`` leaves it (see `kernel.durable.Store.claim`)."""
+    return attrs.evolve(
+        execution,
+        status="running",
+        owner=worker,
+        lease_until=lease_until,
+        wake_at=None,
+        waiting_for=None,
+        updated_at=now,
+    )
 
 
 @attrs.frozen

@@ -4,10 +4,15 @@ Every call runs in a worker thread on the store's one connection, one call at a 
 write is one ``BEGIN IMMEDIATE`` transaction, so processes sharing the file take the write
 lock in turn and two claims never hand out the same execution. A call is not abandoned
 when cancelled: its transaction commits or rolls back, then the cancellation is delivered.
+
+SQLite keeps any value in any column (a column's type is only an affinity), so rows are
+checked as they are read back (`kernel.durable._rows`), and the claim looks for unreadable
+active rows with ``typeof`` (see `_UNREADABLE`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -25,12 +30,24 @@ from kernel.durable._errors import (
     SerializationError,
 )
 from kernel.durable._records import (
+    ACTIVE,
     STATUSES,
     AuditEntry,
     Execution,
     Schedule,
     Status,
     StepRecord,
+    claimed_by,
+)
+from kernel.durable._rows import (
+    execution_readable_sql,
+    failed_in_place,
+    owned_by,
+    read_execution,
+    read_schedule,
+    read_step,
+    report_paused,
+    split_schedules,
 )
 
 __all__ = ["SqliteStore"]
@@ -41,13 +58,15 @@ _EXECUTION_FIELDS: Final = tuple(field.name for field in attrs.fields(Execution)
 _EXECUTION_COLUMNS: Final = ", ".join(_EXECUTION_FIELDS)
 _SCHEDULE_FIELDS: Final = tuple(field.name for field in attrs.fields(Schedule))
 _SCHEDULE_COLUMNS: Final = ", ".join(_SCHEDULE_FIELDS)
+_STATUSES: Final = ", ".join(f"'{status}'" for status in STATUSES)
+_ACTIVE: Final = ", ".join(f"'{status}'" for status in STATUSES if status in ACTIVE)
 
 _SCHEMA: Final = (
     f"""CREATE TABLE IF NOT EXISTS executions (
         id TEXT PRIMARY KEY,
         workflow TEXT NOT NULL,
         input TEXT NOT NULL,
-        status TEXT NOT NULL CHECK (status IN ({", ".join(f"'{s}'" for s in STATUSES)})),
+        status TEXT NOT NULL CHECK (status IN ({_STATUSES})),
         result TEXT,
         error TEXT,
         attempt INTEGER NOT NULL,
@@ -63,6 +82,9 @@ _SCHEMA: Final = (
     "CREATE INDEX IF NOT EXISTS executions_lease ON executions (status, lease_until)",
     "CREATE INDEX IF NOT EXISTS executions_created ON executions (created_at, id)",
     "CREATE INDEX IF NOT EXISTS executions_workflow ON executions (workflow, created_at)",
+    # Empty unless the CHECK on status was bypassed: lets every claim look for such rows.
+    f"""CREATE INDEX IF NOT EXISTS executions_unknown_status ON executions (status)
+        WHERE status NOT IN ({_STATUSES})""",
     """CREATE TABLE IF NOT EXISTS steps (
         execution_id TEXT NOT NULL,
         step_id TEXT NOT NULL,
@@ -107,16 +129,43 @@ _SCHEMA: Final = (
     "CREATE INDEX IF NOT EXISTS schedules_due ON schedules (paused, next_run_at)",
 )
 
-# Runnable at :now (see `Store.claim`), and the order claims take them in: earliest due.
+# A time that reads back: a REAL (never NaN in SQLite, which stores NaN as NULL) that is
+# finite (9e999 is SQLite's infinity).
+_TIME: Final = "(typeof({c}) = 'real' AND abs({c}) < 9e999)"
+# `read_execution` in SQL: true for a row it reads back.
+_READABLE: Final = execution_readable_sql(
+    {
+        "text": "typeof({c}) = 'text'",
+        "text?": "typeof({c}) IN ('text', 'null')",
+        "time": _TIME,
+        "time?": f"({{c}} IS NULL OR {_TIME})",
+        "count": "(typeof({c}) = 'integer' AND {c} >= 0)",
+        "status": f"{{c}} IN ({_STATUSES})",
+    }
+)
+_UNREADABLE: Final = f"NOT IFNULL({_READABLE}, 0)"
+# Runnable at :now (see `Store.claim`).
+_RUNNABLE: Final = """(
+       (status IN ('pending', 'sleeping') AND COALESCE(wake_at, updated_at) <= :now)
+    OR (status = 'waiting' AND (wake_at <= :now OR EXISTS (
+           SELECT 1 FROM signals
+           WHERE signals.execution_id = executions.id
+             AND signals.signal_id = executions.waiting_for AND signals.consumed = 0)))
+    OR (status = 'running' AND lease_until < :now))"""
+# What a claim takes: runnable executions, and unreadable active ones (whatever their lease)
+# or ones of an unknown status, to fail them; those first, then the earliest due. (A UNION,
+# not an OR, so that each half keeps its index.)
 _CLAIM: Final = f"""
-    SELECT {_EXECUTION_COLUMNS} FROM executions
-    WHERE (status IN ('pending', 'sleeping') AND COALESCE(wake_at, updated_at) <= :now)
-       OR (status = 'waiting' AND (wake_at <= :now OR EXISTS (
-              SELECT 1 FROM signals
-              WHERE signals.execution_id = executions.id
-                AND signals.signal_id = executions.waiting_for AND signals.consumed = 0)))
-       OR (status = 'running' AND lease_until < :now)
-    ORDER BY CASE status
+    SELECT row_key, unreadable, {_EXECUTION_COLUMNS} FROM (
+        SELECT rowid AS row_key, {_UNREADABLE} AS unreadable, {_EXECUTION_COLUMNS}
+        FROM executions
+        WHERE status IN ({_ACTIVE}) AND ({_RUNNABLE} OR {_UNREADABLE})
+        UNION ALL
+        SELECT rowid, 1, {_EXECUTION_COLUMNS} FROM executions
+        WHERE status NOT IN ({_STATUSES})
+    )
+    ORDER BY unreadable DESC,
+             CASE status
                  WHEN 'running' THEN lease_until
                  WHEN 'waiting' THEN COALESCE(wake_at, :now)
                  ELSE COALESCE(wake_at, updated_at)
@@ -124,14 +173,15 @@ _CLAIM: Final = f"""
     LIMIT :limit
 """
 
-_NEXT_DUE: Final = """
+# An unreadable time is no answer: the claim fails its execution, or the schedule is paused.
+_NEXT_DUE: Final = f"""
     SELECT MIN(due) FROM (
         SELECT COALESCE(wake_at, updated_at) AS due FROM executions
             WHERE status IN ('pending', 'sleeping')
         UNION ALL SELECT wake_at FROM executions WHERE status = 'waiting'
         UNION ALL SELECT lease_until FROM executions WHERE status = 'running'
         UNION ALL SELECT next_run_at FROM schedules WHERE paused = 0
-    )
+    ) WHERE {_TIME.format(c="due")}
 """
 
 # Steps keep the order they were recorded in: seq counts per execution.
@@ -148,27 +198,25 @@ def _fspath(path: str | os.PathLike[str]) -> str:
     return os.fspath(path)
 
 
-def _execution(row: tuple[Any, ...]) -> Execution:
-    return Execution(**dict(zip(_EXECUTION_FIELDS, row, strict=True)))
-
-
-def _schedule(row: tuple[Any, ...]) -> Schedule:
-    schedule = Schedule(**dict(zip(_SCHEDULE_FIELDS, row, strict=True)))
-    return attrs.evolve(schedule, paused=bool(schedule.paused))
+def _row(connection: sqlite3.Connection, execution_id: str) -> tuple[Any, ...] | None:
+    row: tuple[Any, ...] | None = connection.execute(
+        f"SELECT {_EXECUTION_COLUMNS} FROM executions WHERE id = ?", (execution_id,)
+    ).fetchone()
+    return row
 
 
 def _get(connection: sqlite3.Connection, execution_id: str) -> Execution | None:
-    row = connection.execute(
-        f"SELECT {_EXECUTION_COLUMNS} FROM executions WHERE id = ?", (execution_id,)
-    ).fetchone()
-    return None if row is None else _execution(row)
+    row = _row(connection, execution_id)
+    return None if row is None else read_execution(row)
 
 
-def _owned(connection: sqlite3.Connection, execution_id: str, worker: str) -> Execution:
-    execution = _get(connection, execution_id)
-    if execution is None or execution.status != "running" or execution.owner != worker:
+def _fenced(connection: sqlite3.Connection, execution_id: str, worker: str) -> tuple[Any, ...]:
+    """The execution's row, or LeaseLostError unless ``worker`` owns it while ``running``
+    (checked on the raw row: a fence needs no other column to be readable)."""
+    row = _row(connection, execution_id)
+    if row is None or not owned_by(row, worker):
         raise LeaseLostError(f"worker {worker!r} no longer owns execution {execution_id!r}")
-    return execution
+    return row
 
 
 def _update(connection: sqlite3.Connection, execution: Execution) -> Execution:
@@ -180,22 +228,43 @@ def _update(connection: sqlite3.Connection, execution: Execution) -> Execution:
     return execution
 
 
-def _create(connection: sqlite3.Connection, execution: Execution) -> Execution:
+def _create(connection: sqlite3.Connection, execution: Execution) -> tuple[Any, ...]:
+    """Insert ``execution`` unless its idempotency key is taken; the row that holds the key
+    now (not read back: `fire_schedule` needs only its id)."""
     key = execution.idempotency_key
     if key is not None:
-        row = connection.execute(
+        row: tuple[Any, ...] | None = connection.execute(
             f"SELECT {_EXECUTION_COLUMNS} FROM executions WHERE idempotency_key = ?", (key,)
         ).fetchone()
         if row is not None:
-            return _execution(row)
-    if _get(connection, execution.id) is not None:
+            return row
+    if _row(connection, execution.id) is not None:
         raise ValueError(f"execution id {execution.id!r} is already used")
     placeholders = ", ".join("?" for _ in _EXECUTION_FIELDS)
+    values = attrs.astuple(execution, recurse=False)
     connection.execute(
-        f"INSERT INTO executions ({_EXECUTION_COLUMNS}) VALUES ({placeholders})",
-        attrs.astuple(execution, recurse=False),
+        f"INSERT INTO executions ({_EXECUTION_COLUMNS}) VALUES ({placeholders})", values
     )
-    return execution
+    return values
+
+
+def _fail_unreadable(
+    connection: sqlite3.Connection,
+    rowid: int,
+    row: tuple[Any, ...],
+    error: CorruptRecordError,
+    now: float,
+) -> Execution:
+    """Fail the unreadable execution at ``rowid`` where it stands (see `failed_in_place`);
+    one whose id is not text gets the id ``unreadable-<rowid>``."""
+    execution_id = row[0] if type(row[0]) is str else f"unreadable-{rowid}"
+    failed = failed_in_place(row, error, execution_id=execution_id, now=now)
+    assignments = ", ".join(f"{name} = ?" for name in _EXECUTION_FIELDS)
+    connection.execute(
+        f"UPDATE executions SET {assignments} WHERE rowid = ?",
+        (*attrs.astuple(failed, recurse=False), rowid),
+    )
+    return failed
 
 
 def _insert_step(connection: sqlite3.Connection, step: StepRecord) -> None:
@@ -315,7 +384,7 @@ class SqliteStore:
     # ------------------------------------------------------------------ executions
 
     async def create_execution(self, execution: Execution) -> Execution:
-        return await self._write(lambda connection: _create(connection, execution))
+        return await self._write(lambda connection: read_execution(_create(connection, execution)))
 
     async def get_execution(self, execution_id: str) -> Execution | None:
         return await self._read(lambda connection: _get(connection, execution_id))
@@ -333,37 +402,43 @@ class SqliteStore:
             values.append(workflow)
         where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
         query = f"SELECT {_EXECUTION_COLUMNS} FROM executions {where} ORDER BY created_at, id"
-        return await self._read(
-            lambda connection: [_execution(row) for row in connection.execute(query, values)]
-        )
+
+        def listed(connection: sqlite3.Connection) -> list[Execution]:
+            executions = []
+            for row in connection.execute(query, values):
+                with contextlib.suppress(CorruptRecordError):  # left out (see Store)
+                    executions.append(read_execution(row))
+            return executions
+
+        return await self._read(listed)
 
     async def claim(
         self, worker: str, *, now: float, lease_until: float, limit: int
     ) -> list[Execution]:
         def claim(connection: sqlite3.Connection) -> list[Execution]:
-            rows = connection.execute(_CLAIM, {"now": now, "limit": limit}).fetchall()
-            return [
-                _update(
-                    connection,
-                    attrs.evolve(
-                        _execution(row),
-                        status="running",
-                        owner=worker,
-                        lease_until=lease_until,
-                        wake_at=None,
-                        waiting_for=None,
-                        updated_at=now,
-                    ),
-                )
-                for row in rows
-            ]
+            claimed = []
+            for rowid, unreadable, *values in connection.execute(
+                _CLAIM, {"now": now, "limit": limit}
+            ).fetchall():
+                row = tuple(values)
+                try:
+                    execution = read_execution(row)
+                except CorruptRecordError as exc:
+                    claimed.append(_fail_unreadable(connection, rowid, row, exc, now))
+                    continue
+                if not unreadable:  # (so taken as runnable)
+                    taken = claimed_by(execution, worker, lease_until=lease_until, now=now)
+                    claimed.append(_update(connection, taken))
+            return claimed
 
         return await self._write(claim)
 
     async def renew(self, execution_id: str, worker: str, *, lease_until: float) -> None:
         def renew(connection: sqlite3.Connection) -> None:
-            execution = _owned(connection, execution_id, worker)
-            _update(connection, attrs.evolve(execution, lease_until=lease_until))
+            _fenced(connection, execution_id, worker)
+            connection.execute(
+                "UPDATE executions SET lease_until = ? WHERE id = ?", (lease_until, execution_id)
+            )
 
         await self._write(renew)
 
@@ -381,22 +456,23 @@ class SqliteStore:
         attempt: int | None = None,
     ) -> Execution:
         def release(connection: sqlite3.Connection) -> Execution:
-            execution = _owned(connection, execution_id, worker)
-            return _update(
-                connection,
-                attrs.evolve(
-                    execution,
-                    status=status,
-                    result=result,
-                    error=error,
-                    wake_at=wake_at,
-                    waiting_for=waiting_for,
-                    attempt=execution.attempt if attempt is None else attempt,
-                    owner=None,
-                    lease_until=None,
-                    updated_at=now,
-                ),
+            # What the row becomes must read back (the columns written replace what they
+            # held, as on PostgreSQL); else nothing is written.
+            row = _fenced(connection, execution_id, worker)
+            values = dict(zip(_EXECUTION_FIELDS, row, strict=True))
+            values.update(
+                status=status,
+                result=result,
+                error=error,
+                wake_at=wake_at,
+                waiting_for=waiting_for,
+                owner=None,
+                lease_until=None,
+                updated_at=now,
             )
+            if attempt is not None:
+                values["attempt"] = attempt
+            return _update(connection, read_execution(tuple(values.values())))
 
         return await self._write(release)
 
@@ -431,7 +507,7 @@ class SqliteStore:
 
     async def record_step(self, worker: str, step: StepRecord) -> None:
         def record(connection: sqlite3.Connection) -> None:
-            _owned(connection, step.execution_id, worker)
+            _fenced(connection, step.execution_id, worker)
             _insert_step(connection, step)
 
         await self._write(record)
@@ -441,7 +517,7 @@ class SqliteStore:
                    WHERE execution_id = ? ORDER BY seq"""
         return await self._read(
             lambda connection: [
-                StepRecord(*row) for row in connection.execute(query, (execution_id,))
+                read_step(row) for row in connection.execute(query, (execution_id,))
             ]
         )
 
@@ -473,7 +549,7 @@ class SqliteStore:
         now: float,
     ) -> str | None:
         def consume(connection: sqlite3.Connection) -> str | None:
-            _owned(connection, execution_id, worker)
+            _fenced(connection, execution_id, worker)
             row = connection.execute(
                 """SELECT seq, payload FROM signals
                    WHERE execution_id = ? AND signal_id = ? AND consumed = 0
@@ -484,6 +560,8 @@ class SqliteStore:
                 return None
             seq, payload = row
             try:
+                if type(payload) is not str:
+                    raise ValueError(f"the payload is of type {type(payload).__name__}, not text")
                 value = json.loads(payload)
             except ValueError as exc:
                 raise CorruptRecordError(
@@ -547,15 +625,22 @@ class SqliteStore:
             row = connection.execute(
                 f"SELECT {_SCHEDULE_COLUMNS} FROM schedules WHERE id = ?", (schedule_id,)
             ).fetchone()
-            return None if row is None else _schedule(row)
+            return None if row is None else read_schedule(row)
 
         return await self._read(get)
 
     async def list_schedules(self) -> list[Schedule]:
-        query = f"SELECT {_SCHEDULE_COLUMNS} FROM schedules ORDER BY id"
-        return await self._read(
-            lambda connection: [_schedule(row) for row in connection.execute(query)]
-        )
+        query = f"SELECT rowid, {_SCHEDULE_COLUMNS} FROM schedules ORDER BY id"
+        rows = await self._read(lambda connection: connection.execute(query).fetchall())
+        schedules, to_pause = split_schedules(rows)
+        if to_pause:
+            # Unless it was replaced meanwhile (a new updated_at).
+            pause = "UPDATE schedules SET paused = 1 WHERE rowid = ? AND updated_at IS ?"
+            keys = [(row[0], row[-1]) for row, _ in to_pause]
+            await self._write(lambda connection: connection.executemany(pause, keys))
+            for _, error in to_pause:
+                report_paused(error)
+        return schedules
 
     async def delete_schedule(self, schedule_id: str) -> bool:
         def delete(connection: sqlite3.Connection) -> bool:
@@ -579,7 +664,7 @@ class SqliteStore:
             connection.execute(
                 """UPDATE schedules SET next_run_at = ?, last_execution_id = ?, updated_at = ?
                    WHERE id = ?""",
-                (next_run_at, created.id, execution.created_at, schedule_id),
+                (next_run_at, created[0], execution.created_at, schedule_id),
             )
             return True
 

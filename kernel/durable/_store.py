@@ -15,6 +15,14 @@ Contract, common to every method:
   stale worker can therefore never record anything.
 - Times are epoch seconds passed in by the engine (``now``); stores never read a clock, so
   the engine's clock (a MockClock in tests) rules.
+- *Unreadable rows* (guarantee 6): what is read back is checked, column by column, against
+  its record (`kernel.durable._rows`): text where a time belongs, a non-finite time, a
+  negative attempt, an unknown status, a ``running`` execution without owner or lease, a
+  ``waiting`` one nothing can wake, a schedule without a valid cadence... A method that
+  returns one record raises `CorruptRecordError` naming the record and each such column;
+  listings leave unreadable rows out; `next_due` ignores their times; `claim` fails
+  unreadable active executions where they stand; `list_schedules` pauses unreadable
+  schedules. One bad row never stops the others.
 """
 
 from __future__ import annotations
@@ -57,7 +65,8 @@ class Store(Protocol):
     async def list_executions(
         self, *, statuses: Collection[Status] | None = None, workflow: str | None = None
     ) -> list[Execution]:
-        """Executions (filtered by status and workflow id), oldest ``created_at`` first."""
+        """Executions (filtered by status and workflow id), oldest ``created_at`` first;
+        unreadable ones are left out."""
 
     async def claim(
         self, worker: str, *, now: float, lease_until: float, limit: int
@@ -70,6 +79,13 @@ class Store(Protocol):
         executions become ``running`` with ``owner=worker``, ``lease_until``, ``wake_at``
         and ``waiting_for`` cleared. Earliest due first. Two concurrent claims (in any
         processes) never return the same execution.
+
+        Unreadable active executions (whatever their lease) and executions of an unknown
+        status are taken first, and failed where they stand in the same transaction:
+        ``failed``, ``error`` the `CorruptRecordError` (``"CorruptRecordError: execution
+        '<id>' cannot be read back: <column> holds ..."``), the columns that did not fit
+        reset so the row reads back, owner and lease cleared. They are returned (terminal)
+        among the claimed, for the worker to report, and count against ``limit``.
         """
 
     async def renew(self, execution_id: str, worker: str, *, lease_until: float) -> None:
@@ -93,7 +109,9 @@ class Store(Protocol):
         Sets ``result``, ``error``, ``wake_at``, ``waiting_for`` as given (None clears)
         and ``attempt`` when not None; returns the execution as updated. With
         ``status="waiting"``, a signal for ``waiting_for`` already buffered makes it
-        runnable at once (`claim` sees it), so no signal is ever missed.
+        runnable at once (`claim` sees it), so no signal is ever missed. Raises
+        `CorruptRecordError` when the row cannot be read back (a claim fails it, if it is
+        still active).
         """
 
     async def request_cancel(self, execution_id: str, *, now: float) -> Execution | None:
@@ -104,7 +122,8 @@ class Store(Protocol):
     async def next_due(self) -> float | None:
         """The earliest time something becomes runnable by time alone: a ``wake_at`` of an
         active execution, the ``lease_until`` of a running one, the ``next_run_at`` of an
-        unpaused schedule. None when there is none."""
+        unpaused schedule. None when there is none. A time that cannot be read back is no
+        answer: the result is always a finite float or None."""
 
     # ------------------------------------------------------------------ steps
 
@@ -113,7 +132,8 @@ class Store(Protocol):
         the same id again is a no-op."""
 
     async def list_step_results(self, execution_id: str) -> list[StepRecord]:
-        """The execution's recorded steps, in the order they were recorded."""
+        """The execution's recorded steps, in the order they were recorded (one that cannot
+        be read back raises `CorruptRecordError`: its run fails)."""
 
     # ------------------------------------------------------------------ signals
 
@@ -138,7 +158,8 @@ class Store(Protocol):
         """Fenced: take the oldest unconsumed ``signal_id`` signal and, in the same
         transaction, record step ``step_id`` at ``position`` whose result is
         ``{"kind": "signal", "payload": <payload>}``; return that result's JSON text.
-        None (and no write) when no such signal is buffered."""
+        None (and no write) when no such signal is buffered; `CorruptRecordError` (and no
+        write) when its payload is not JSON text."""
 
     # ------------------------------------------------------------------ audit
 
@@ -157,7 +178,8 @@ class Store(Protocol):
         """The schedule, or None."""
 
     async def list_schedules(self) -> list[Schedule]:
-        """Every schedule, by id."""
+        """Every schedule, by id. An unreadable one is left out and, unless it is paused
+        already, paused where it stands (and logged, once): its ticks stop, loudly."""
 
     async def delete_schedule(self, schedule_id: str) -> bool:
         """Remove the schedule; False when there was none."""

@@ -81,7 +81,9 @@ class Worker:
                             limit=free,
                         )
                         for execution in claimed:
-                            if execution.id not in self.running:
+                            if execution.terminal:  # its row was unreadable: failed
+                                await self._unreadable(execution, now)
+                            elif execution.id not in self.running:
                                 self.running[execution.id] = trio.CancelScope()
                                 runs.start_soon(self._run, execution)
                         if len(claimed) == free:
@@ -127,7 +129,7 @@ class Worker:
         with (
             trio.CancelScope(shield=True),
             trio.move_on_after(engine.options.claim_ttl),
-            contextlib.suppress(LeaseLostError),
+            contextlib.suppress(LeaseLostError, CorruptRecordError),
         ):
             await engine.store.release(
                 execution.id, engine.worker_id, status="pending", now=engine.now()
@@ -231,19 +233,39 @@ class Worker:
         if renewing is not None:
             renewing.cancel()  # a renewal racing the release must not cancel the run
         now = engine.now()
-        updated = await engine.store.release(
-            execution.id,
-            engine.worker_id,
-            status=status,
-            now=now,
-            result=result,
-            error=error,
-            wake_at=wake_at,
-            waiting_for=waiting_for,
-            attempt=attempt,
-        )
+        try:
+            updated = await engine.store.release(
+                execution.id,
+                engine.worker_id,
+                status=status,
+                now=now,
+                result=result,
+                error=error,
+                wake_at=wake_at,
+                waiting_for=waiting_for,
+                attempt=attempt,
+            )
+        except CorruptRecordError as exc:  # its row went bad during the run
+            self._log.warning("{}; not released (a claim fails it if it has not ended)", exc)
+            engine.poke()
+            engine.finished(execution.id)
+            return
+        await self._reported(updated, now)
+
+    async def _unreadable(self, execution: Execution, now: float) -> None:
+        """A claim failed ``execution``: its row could not be read back. A run of it here
+        stops (its row was failed under it)."""
+        running = self.running.get(execution.id)
+        if running is not None:
+            running.cancel()
+        await self._reported(execution, now)
+
+    async def _reported(self, execution: Execution, now: float) -> None:
+        """Audit and log the status the execution went to; wake its waiters if it ended."""
+        engine = self.engine
+        status, error = execution.status, execution.error
         if engine.options.audit:
-            data: dict[str, object] = {"to": status, "attempt": updated.attempt}
+            data: dict[str, object] = {"to": status, "attempt": execution.attempt}
             if error is not None:
                 data["error"] = error
             await engine.store.append_audit(
@@ -251,5 +273,5 @@ class Worker:
             )
         if status == "failed" or status == "compensation_failed":
             self._log.error("execution {} {}: {}", execution.id, status, error)
-        if updated.terminal:
+        if execution.terminal:
             engine.finished(execution.id)

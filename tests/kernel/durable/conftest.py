@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,8 @@ import pytest
 from kernel.durable import MemoryStore, Store
 
 _schemas = itertools.count(1)
+#: The store kinds, as `make_store` knows them.
+KINDS = ("memory", "sqlite", "postgres")
 
 
 @pytest.fixture(scope="session")
@@ -42,12 +45,19 @@ def make_store(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Sto
     return PostgresStore(dsn, schema=f"test_{next(_schemas)}")
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    """An opened, empty store of each kind; closed after the test."""
-    made = make_store(request.param, tmp_path, request)
+@asynccontextmanager
+async def opened(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    """A fresh store of ``kind``, open inside the block."""
+    made = make_store(kind, tmp_path, request)
     await made.open()
     try:
         yield made
     finally:
         await made.close()
+
+
+@pytest.fixture(params=KINDS)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """An opened, empty store of each kind; closed after the test."""
+    async with opened(request.param, tmp_path, request) as made:
+        yield made

@@ -7,10 +7,13 @@ id), so workflow definitions need not know them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
+
+import trio
 
 import kernel
 from kernel import durable
@@ -18,6 +21,7 @@ from kernel import durable
 __all__ = [
     "ENGINE",
     "audit_of",
+    "ended",
     "recorded",
     "running_engine",
     "workflow",
@@ -55,6 +59,19 @@ async def running_engine(
     )
     async with kernel.run(app) as runtime:
         yield runtime, runtime.resource(ENGINE)
+
+
+async def ended(
+    engine: durable.Engine, execution_id: str, *, poll: float = 0.02
+) -> durable.Execution:
+    """Poll until the execution reads back ended. Until a worker's claim has failed an
+    unreadable one, reading it raises `CorruptRecordError`: that is waited out."""
+    while True:
+        with contextlib.suppress(durable.CorruptRecordError):
+            execution = await engine.store.get_execution(execution_id)
+            if execution is not None and execution.terminal:
+                return execution
+        await trio.sleep(poll)
 
 
 async def recorded(engine: durable.Engine, execution_id: str) -> dict[str, Any]:

@@ -10,6 +10,7 @@ idleness, so the store's worker threads finish before time moves on.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -27,6 +28,8 @@ import trio.testing
 
 import kernel
 from kernel.durable import (
+    Branch,
+    CorruptRecordError,
     DurableError,
     Engine,
     Execution,
@@ -45,7 +48,8 @@ from kernel.durable import (
     engine,
     signal,
 )
-from tests.kernel.durable.helpers import audit_of, recorded, running_engine, workflow
+from tests.kernel.durable.corruption import corrupt
+from tests.kernel.durable.helpers import audit_of, ended, recorded, running_engine, workflow
 
 #: The engines' epoch: 2024-01-01T00:00:00Z, so engine times are exact floats.
 T0 = 1_704_067_200.0
@@ -947,6 +951,61 @@ async def test_a_corrupt_step_record_fails_only_its_own_execution(
         assert caught.value.error.startswith("CorruptRecordError: step 'echo' result cannot")
 
 
+@workflow("one.op")
+async def one_op(kind: str, *, durable: Engine) -> Any:
+    """One durable operation, with step id ``op``, of the kind its input names."""
+    ctx = durable.context()
+    if kind == "sleep":
+        return await ctx.sleep(1, step_id="op")
+    if kind == "signal":
+        return await ctx.wait_for_signal(approved, step_id="op")
+    if kind == "deadline":
+        return (await ctx.wait_for_signal(approved, step_id="op", timeout=5)).kind
+    return await ctx.switch("op", kind, [], Branch("any", _identity))
+
+
+@pytest.mark.parametrize(
+    ("kind_of_op", "step_id", "recorded_text", "what"),
+    [
+        ("sleep", "op", '{"wake_at":"abc"}', "sleep 'op'"),
+        ("sleep", "op", "[1]", "sleep 'op'"),
+        ("signal", "op", "5", "signal wait 'op'"),
+        ("signal", "op", '{"kind":"signal"}', "signal wait 'op'"),
+        ("signal", "op", '{"kind":"maybe"}', "signal wait 'op'"),
+        ("deadline", "op:deadline", '"noon"', "deadline of 'op'"),
+        ("deadline", "op:deadline", "Infinity", "deadline of 'op'"),
+        ("switch", "op", '{"branch":"any"}', "switch 'op' result"),
+    ],
+)
+async def test_a_recorded_operation_that_cannot_be_read_back_fails_its_execution_at_once(
+    kind: str,
+    clock: trio.testing.MockClock,
+    stores: Callable[[], Store],
+    kind_of_op: str,
+    step_id: str,
+    recorded_text: str,
+    what: str,
+) -> None:
+    seeder = stores()  # another process recorded the operation, then let go
+    await seeder.open()
+    try:
+        text = json.dumps(kind_of_op)
+        await seeder.create_execution(Execution("bad", "one.op", text, created_at=T0))
+        await seeder.claim(FOREIGN, now=T0, lease_until=T0 + 10, limit=1)
+        position = None if step_id.endswith(":deadline") else 0
+        await seeder.record_step(FOREIGN, StepRecord("bad", step_id, position, recorded_text, T0))
+        await seeder.release("bad", FOREIGN, status="pending", now=T0)
+    finally:
+        await seeder.close()
+    async with running_engine(one_op, echo, store=stores()) as (_, e):
+        assert (await e.start_and_wait(echo, "fine"))[1] == "fine"
+        with pytest.raises(WorkflowFailedError) as caught:
+            await e.wait("bad", timeout=3600)
+        assert caught.value.error is not None
+        assert caught.value.error.startswith(f"CorruptRecordError: {what} cannot be read back")
+        assert (await e.get_execution("bad")).attempt == 0  # at once, not retried
+
+
 async def test_an_execution_of_an_unregistered_workflow_fails_naming_it(
     kind: str, clock: trio.testing.MockClock, stores: Callable[[], Store]
 ) -> None:
@@ -960,6 +1019,145 @@ async def test_an_execution_of_an_unregistered_workflow_fails_naming_it(
             "in this app"
         )
         assert e.result_of(await e.get_execution(await _other(e, "gone"))) == 1
+
+
+async def failed_unreadable(e: Engine, execution_id: str, column: str) -> str:
+    """Wait for ``execution_id`` to fail as unreadable, naming ``column``; its error."""
+    with pytest.raises(WorkflowFailedError) as caught:
+        await e.wait(execution_id, timeout=3600)  # (never stuck without a word)
+    error = caught.value.error
+    assert error is not None
+    assert error.startswith(
+        f"CorruptRecordError: execution {execution_id!r} cannot be read back: {column} "
+    ), error
+    return error
+
+
+async def seed_unreadable(
+    store: Store, execution_id: str, column: str, value: Any, **fields: Any
+) -> None:
+    """An ``echo`` execution left by another process, then ``column`` set to ``value``."""
+    await seed(
+        store, Execution(execution_id, "echo", '"x"', created_at=T0, updated_at=T0, **fields)
+    )
+    await store.open()
+    try:
+        await corrupt(store, "executions", execution_id, column, value)
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "fields"),
+    [
+        ("wake_at", "abc", {"status": "sleeping", "wake_at": T0 + 5}),
+        ("lease_until", "abc", {"status": "running", "owner": FOREIGN, "lease_until": T0 + 5}),
+        ("status", "bogus", {}),
+        ("attempt", "abc", {"status": "sleeping", "wake_at": T0 + 5}),
+        ("created_at", "abc", {"status": "waiting", "waiting_for": "approved"}),
+    ],
+    ids=["wake_at", "lease_until", "status", "attempt", "created_at"],
+)
+async def test_a_corrupt_row_fails_alone_and_the_worker_keeps_running_across_restarts(
+    kind: str,
+    clock: trio.testing.MockClock,
+    stores: Callable[[], Store],
+    column: str,
+    value: Any,
+    fields: dict[str, Any],
+) -> None:
+    await seed_unreadable(stores(), "bad1", column, value, **fields)
+    async with running_engine(echo, store=stores()) as (_, e):  # recovers past it at startup
+        assert (await e.start_and_wait(echo, "one"))[1] == "one"
+        await failed_unreadable(e, "bad1", column)
+    await seed_unreadable(stores(), "bad2", column, value, **fields)  # while nothing runs
+    async with running_engine(echo, store=stores()) as (_, e):
+        assert (await e.start_and_wait(echo, "two"))[1] == "two"
+        error = await failed_unreadable(e, "bad2", column)
+        assert (await e.get_execution("bad1")).status == "failed"
+        [changed] = await audit_of(e, "bad2", "status_changed")
+        assert changed.data == {"to": "failed", "attempt": 0, "error": error}
+        assert await e.recover() == []
+
+
+async def _held(entered: trio.Event, release: trio.Event) -> str:
+    entered.set()
+    await release.wait()
+    return "held"
+
+
+async def test_a_row_that_goes_bad_during_its_run_stops_the_run_and_fails_alone(
+    kind: str, clock: trio.testing.MockClock, stores: Callable[[], Store]
+) -> None:
+    entered, release = trio.Event(), trio.Event()
+    finished: list[str] = []
+
+    @workflow("hold")
+    async def hold(_: None, *, durable: Engine) -> None:
+        finished.append(await durable.context().step("held", _held, entered, release))
+
+    async with running_engine(hold, echo, store=stores()) as (_, e):
+        held = await e.start(hold)
+        await entered.wait()
+        await corrupt(e.store, "executions", held, "created_at", "abc")
+        # The next claim (for this start) fails it and stops its run; the others run.
+        assert (await e.start_and_wait(echo, "fine"))[1] == "fine"
+        await failed_unreadable(e, held, "created_at")
+        release.set()
+        await trio.sleep(1)
+        assert finished == []
+        assert await recorded(e, held) == {}
+
+
+async def test_a_run_whose_row_went_bad_cannot_release_it_and_the_next_claim_fails_it(
+    kind: str, clock: trio.testing.MockClock, stores: Callable[[], Store]
+) -> None:
+    entered, release = trio.Event(), trio.Event()
+
+    @workflow("hold")
+    async def hold(_: None, *, durable: Engine) -> str:
+        return await durable.context().step("held", _held, entered, release)
+
+    # (No claim meanwhile: the worker polls rarely and is left idle before the corruption.)
+    async with running_engine(hold, echo, store=stores(), polling_interval=600) as (_, e):
+        held = await e.start(hold)
+        await entered.wait()
+        await trio.sleep(1)
+        await corrupt(e.store, "executions", held, "created_at", "abc")
+        release.set()  # the run ends: its release is refused, the claim it asks for fails it
+        failed = await ended(e, held)
+        assert failed.status == "failed"
+        assert failed.error is not None
+        assert "created_at holds 'abc'" in failed.error
+        assert (await e.start_and_wait(echo, "fine"))[1] == "fine"
+
+
+@attrs.define(eq=False)
+class _SpoiledOnRelease(MemoryStore):
+    """A MemoryStore whose row of ``spoiled`` turns unreadable as it is released (as if
+    edited between `recover`'s listing and its release)."""
+
+    spoiled: str
+
+    async def release(self, execution_id: str, worker: str, **changes: Any) -> Execution:
+        if execution_id == self.spoiled:
+            raise CorruptRecordError(f"execution {execution_id!r} cannot be read back")
+        return await super().release(execution_id, worker, **changes)
+
+
+async def test_recover_gets_past_a_row_that_goes_bad_while_it_recovers(
+    autojump_clock: trio.abc.Clock, dead_pid: int
+) -> None:
+    dead = f"{socket.gethostname()}:{dead_pid}:0"
+    store = _SpoiledOnRelease("spoiled")
+    await seed(
+        store,
+        running_execution("spoiled", "echo", dead, T0 + 600),
+        running_execution("fine", "echo", dead, T0 + 600),
+    )
+    async with running_engine(echo, store=store) as (_, e):  # recover_on_startup
+        assert await e.wait("fine") is None
+        assert (await e.get_execution("spoiled")).status == "running"  # left to its lease
 
 
 # ---------------------------------------------------------------------- options

@@ -312,7 +312,9 @@ async def test_text_sorts_by_code_point_whatever_the_database_locale(
     ids = ["a-b", "B", "ab", "a", "é", "Z"]
     for execution_id in ids:
         await pg_store.create_execution(Execution(execution_id, "wf", "{}"))
-        await pg_store.put_schedule(Schedule(execution_id, "wf", "{}", next_run_at=1.0))
+        await pg_store.put_schedule(
+            Schedule(execution_id, "wf", "{}", next_run_at=1.0, interval=60.0)
+        )
     assert [e.id for e in await pg_store.list_executions()] == sorted(ids)
     assert [s.id for s in await pg_store.list_schedules()] == sorted(ids)
 

@@ -21,6 +21,7 @@ import trio.testing
 
 import kernel
 from kernel.durable import (
+    CorruptRecordError,
     Engine,
     Execution,
     MemoryStore,
@@ -30,6 +31,7 @@ from kernel.durable import (
     UnknownWorkflowError,
     _engine,
 )
+from tests.kernel.durable.corruption import corrupt
 from tests.kernel.durable.helpers import running_engine, workflow
 
 #: The engines' epoch: Monday 2024-01-01T00:00:00Z.
@@ -361,6 +363,41 @@ async def test_an_unknown_schedule_id_is_a_key_error() -> None:
             await e.resume_schedule("nope")
         with pytest.raises(KeyError, match="no schedule has id 'nope'"):
             await e.update_schedule("nope", interval=5)
+
+
+async def test_a_corrupt_schedule_is_paused_the_others_tick_and_ensure_replaces_it(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    tick, runs = ticker()
+    async with running_engine(tick) as (_, e):
+        await e.ensure_schedule(tick, "good", id="good", interval=60)
+        await e.ensure_schedule(tick, "bad", id="bad", interval=60)
+        await corrupt(e.store, "schedules", "bad", "next_run_at", "abc")
+        await trio.sleep(130)
+        assert [(run.at, run.value) for run in runs] == [(60.0, "good"), (120.0, "good")]
+        with pytest.raises(CorruptRecordError, match=r"schedule 'bad' .*next_run_at holds 'abc'"):
+            await e.get_schedule("bad")
+        assert [s.id for s in await e.list_schedules()] == ["good"]
+        replaced = await e.ensure_schedule(tick, "bad", id="bad", interval=60)  # at every start
+        assert (replaced.next_run_at, replaced.paused) == (T0 + 190, False)
+        await trio.sleep(61)
+        assert [(run.at, run.value) for run in runs[2:]] == [(180.0, "good"), (190.0, "bad")]
+
+
+async def test_a_schedule_that_cannot_tick_any_more_is_paused_and_the_others_tick(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    tick, runs = ticker()
+    async with running_engine(tick) as (_, e):
+        await e.ensure_schedule(tick, "good", id="good", interval=60)
+        await e.ensure_schedule(tick, "never", id="never", cron="0 * * * *")
+        # A valid cron line that no date matches (February 31st), edited into the store.
+        await corrupt(e.store, "schedules", "never", "cron", "0 0 31 2 *")
+        await trio.sleep(3601)
+        assert {run.value for run in runs} == {"good"}
+        never = await e.get_schedule("never")
+        assert never is not None
+        assert never.paused
 
 
 # ---------------------------------------------------------------------- guarantee 4

@@ -6,13 +6,17 @@ connection and its own one-thread limiter, so only SQLite's locking keeps them a
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import sqlite3
 from pathlib import Path
 
 import pytest
 import trio
 import trio.testing
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from kernel.durable import (
     AuditEntry,
@@ -25,6 +29,9 @@ from kernel.durable import (
     StepRecord,
     Store,
 )
+from kernel.durable._records import STATUSES
+from kernel.durable._rows import read_execution
+from kernel.durable._sqlite import _EXECUTION_FIELDS, _SCHEMA, _UNREADABLE
 
 
 def execution(execution_id: str, **fields: object) -> Execution:
@@ -172,13 +179,15 @@ async def test_a_failed_write_rolls_back_its_transaction(path: Path) -> None:
     store = SqliteStore(path)
     await store.open()
     try:
-        await store.put_schedule(Schedule("s", "wf", "{}", next_run_at=10.0))
+        await store.put_schedule(Schedule("s", "wf", "{}", next_run_at=10.0, interval=60.0))
         await store.create_execution(execution("taken"))
         with pytest.raises(ValueError, match="taken"):
             await store.fire_schedule(
                 "s", due=10.0, next_run_at=20.0, execution=execution("taken", created_at=5.0)
             )
-        assert await store.get_schedule("s") == Schedule("s", "wf", "{}", next_run_at=10.0)
+        assert await store.get_schedule("s") == Schedule(
+            "s", "wf", "{}", next_run_at=10.0, interval=60.0
+        )
         # The connection is usable: the transaction did not stay open.
         assert await store.fire_schedule(
             "s", due=10.0, next_run_at=20.0, execution=execution("fresh")
@@ -305,3 +314,94 @@ async def test_busy_timeout_bounds_the_wait_for_another_writer(path: Path) -> No
     finally:
         raw.close()
         await store.close()
+
+
+async def test_an_execution_whose_id_is_not_text_is_failed_under_a_new_id(path: Path) -> None:
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        for execution_id in ("e1", "e2"):
+            await store.create_execution(execution(execution_id))
+        with sqlite3.connect(path) as raw:  # (a TEXT PRIMARY KEY takes NULLs and blobs)
+            raw.execute("UPDATE executions SET id = NULL WHERE id = 'e1'")
+            raw.execute("UPDATE executions SET id = X'6532' WHERE id = 'e2'")
+        raw.close()
+        assert await store.list_executions() == []
+        failed = await store.claim("w1", now=5.0, lease_until=9.0, limit=10)
+        assert [(e.id, e.status) for e in failed] == [
+            ("unreadable-1", "failed"),
+            ("unreadable-2", "failed"),
+        ]
+        assert failed[0].error == (
+            "CorruptRecordError: an execution cannot be read back: id holds null, not text"
+        )
+        assert failed[1].error is not None
+        assert "id holds a value of type bytes, not text" in failed[1].error
+        assert await store.get_execution("unreadable-2") == failed[1]
+    finally:
+        await store.close()
+
+
+# What a column of SQLite can be made to hold: anything of any storage class.
+_ANY_VALUE = (
+    st.none()
+    | st.integers(min_value=-2, max_value=2)
+    | st.floats(allow_nan=False)
+    | st.sampled_from([math.inf, -math.inf, 1e308])
+    | st.text(max_size=3)
+    | st.binary(max_size=2)
+)
+_SOUND: dict[str, st.SearchStrategy[object]] = {
+    "id": st.just("e1"),
+    "workflow": st.just("wf"),
+    "input": st.just("{}"),
+    "status": st.sampled_from([*STATUSES, "bogus"]),
+    "result": st.sampled_from(['"r"', None]),
+    "error": st.sampled_from(["E: x", None]),
+    "attempt": st.integers(min_value=0, max_value=3),
+    "wake_at": st.sampled_from([5.0, None]),
+    "waiting_for": st.sampled_from(["go", None]),
+    "idempotency_key": st.sampled_from(["k", None]),
+    "owner": st.sampled_from(["w1", None]),
+    "lease_until": st.sampled_from([5.0, None]),
+    "created_at": st.just(1.0),
+    "updated_at": st.just(1.0),
+}
+
+
+@st.composite
+def _rows(draw: st.DrawFn) -> dict[str, object]:
+    """A row of executions: each column sound, or (one time in five) anything at all."""
+    return {
+        name: draw(_ANY_VALUE if draw(st.integers(0, 4)) == 0 else _SOUND[name])
+        for name in _EXECUTION_FIELDS
+    }
+
+
+@given(row=_rows())
+@settings(max_examples=300, deadline=None)
+def test_the_sql_check_of_a_row_agrees_with_reading_it_back(row: dict[str, object]) -> None:
+    # The claim finds unreadable rows with `_UNREADABLE`; what it finds, `read_execution`
+    # must refuse, and the other way round, or a bad row would be missed (or a sound one
+    # skipped).
+    with contextlib.closing(sqlite3.connect(":memory:")) as db:
+        for statement in _SCHEMA:
+            db.execute(statement)
+        db.execute("PRAGMA ignore_check_constraints = ON")
+        columns = ", ".join(_EXECUTION_FIELDS)
+        try:
+            db.execute(
+                f"INSERT INTO executions ({columns}) VALUES ({', '.join('?' * len(row))})",
+                tuple(row.values()),
+            )
+        except sqlite3.IntegrityError:  # NOT NULL is never ignored
+            assume(False)
+        *stored, unreadable = db.execute(
+            f"SELECT {columns}, {_UNREADABLE} FROM executions"
+        ).fetchone()
+    try:
+        read_execution(stored)
+    except CorruptRecordError:
+        assert unreadable == 1, stored
+    else:
+        assert unreadable == 0, stored

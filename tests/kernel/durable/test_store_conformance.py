@@ -8,11 +8,15 @@ stores never read a clock.
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import attrs
 import pytest
 import trio
+from loguru import logger
 
 from kernel.durable import (
     AuditEntry,
@@ -24,6 +28,8 @@ from kernel.durable import (
     StepRecord,
     Store,
 )
+from tests.kernel.durable.conftest import KINDS, opened
+from tests.kernel.durable.corruption import CANNOT, corrupt
 
 TERMINAL_STATUSES: list[Status] = ["completed", "failed", "compensation_failed", "cancelled"]
 
@@ -448,7 +454,7 @@ async def test_next_due_none_when_nothing(store: Store) -> None:
     assert await store.next_due() is None
     await store.create_execution(execution("w", status="waiting", waiting_for="go"))
     await store.create_execution(execution("c", status="completed", wake_at=1.0))
-    await store.put_schedule(Schedule("s", "wf", "{}", next_run_at=2.0, paused=True))
+    await store.put_schedule(Schedule("s", "wf", "{}", next_run_at=2.0, interval=60.0, paused=True))
     assert await store.next_due() is None
 
 
@@ -473,13 +479,15 @@ async def test_next_due_is_a_lease_until(store: Store) -> None:
 
 
 async def test_next_due_is_a_schedule(store: Store) -> None:
-    await store.put_schedule(Schedule("s", "wf", "{}", next_run_at=8.0))
+    await store.put_schedule(Schedule("s", "wf", "{}", next_run_at=8.0, interval=60.0))
     assert await store.next_due() == 8.0
 
 
 async def test_next_due_is_the_earliest(store: Store) -> None:
-    await store.put_schedule(Schedule("s1", "wf", "{}", next_run_at=9.0))
-    await store.put_schedule(Schedule("s2", "wf", "{}", next_run_at=1.0, paused=True))
+    await store.put_schedule(Schedule("s1", "wf", "{}", next_run_at=9.0, interval=60.0))
+    await store.put_schedule(
+        Schedule("s2", "wf", "{}", next_run_at=1.0, interval=60.0, paused=True)
+    )
     await store.create_execution(execution("e1", status="sleeping", wake_at=6.0))
     await store.create_execution(execution("e2", status="waiting", waiting_for="x", wake_at=7.0))
     await store.create_execution(execution("e3", status="failed", wake_at=2.0))
@@ -636,6 +644,8 @@ async def test_append_audit_is_not_fenced(store: Store) -> None:
 
 def schedule(schedule_id: str, **fields: Any) -> Schedule:
     fields.setdefault("next_run_at", 100.0)
+    if "cron" not in fields:
+        fields.setdefault("interval", 60.0)
     return Schedule(schedule_id, "wf", '{"s":1}', **fields)
 
 
@@ -726,3 +736,238 @@ async def test_an_unreadable_signal_payload_fails_that_consume_and_writes_nothin
     assert await store.list_step_results("e1") == []
     await store.release("e1", "w1", status="waiting", now=4.0, waiting_for="go")
     assert [e.id for e in await store.claim("w2", now=5.0, lease_until=9.0, limit=1)] == ["e1"]
+
+
+# ---------------------------------------------------------------------- unreadable rows
+#
+# Guarantee 6: a row holding what its record cannot (edited by hand, by a bad script, by a
+# bad disk) fails alone. One case per column the engine reads, in a row that is otherwise
+# sound, next to a sound runnable one; each store is made to hold what it can (`CANNOT`:
+# PostgreSQL's column types refuse it).
+
+
+@attrs.frozen
+class Bad:
+    """``column`` made to hold ``value`` (``postgres`` there) in a row of ``status``."""
+
+    column: str
+    value: Any
+    postgres: Any = CANNOT
+    status: Status = "pending"
+
+    def held_by(self, kind: str) -> Any:
+        return self.postgres if kind == "postgres" else self.value
+
+
+def cases(table: Mapping[str, Bad]) -> list[Any]:
+    """``(kind, case)`` for each case and each store that can hold it."""
+    return [
+        pytest.param(kind, case, id=f"{name}-{kind}")
+        for name, case in table.items()
+        for kind in KINDS
+        if case.held_by(kind) is not CANNOT
+    ]
+
+
+EXECUTION_CASES = {
+    "wake_at text, sleeping": Bad("wake_at", "abc", math.nan, "sleeping"),
+    "wake_at infinite, waiting": Bad("wake_at", math.inf, math.inf, "waiting"),
+    "lease_until text, running": Bad("lease_until", "abc", math.nan, "running"),
+    "lease_until null, running": Bad("lease_until", None, None, "running"),
+    "owner null, running": Bad("owner", None, None, "running"),
+    "owner not text, running": Bad("owner", b"w0", status="running"),
+    "attempt text": Bad("attempt", "abc"),
+    "attempt negative": Bad("attempt", -1, -1, "sleeping"),
+    "status unknown": Bad("status", "bogus", "bogus"),
+    "created_at text, waiting": Bad("created_at", "abc", math.inf, "waiting"),
+    "updated_at not a time": Bad("updated_at", b"\x00", -math.inf),
+    "workflow not text": Bad("workflow", b"wf"),
+    "input not text": Bad("input", b"{}", status="sleeping"),
+    "result not text": Bad("result", b"1", status="running"),
+    "error not text": Bad("error", b"boom"),
+    "waiting_for not text, waiting": Bad("waiting_for", b"go", status="waiting"),
+    "waiting_for null and no wake_at, waiting": Bad("waiting_for", None, None, "waiting"),
+    "idempotency_key not text": Bad("idempotency_key", b"k"),
+}
+
+#: An otherwise sound row of each status, none of them runnable at now=10 but the pending one.
+SOUND: dict[str, dict[str, Any]] = {
+    "pending": {"updated_at": 1.0},
+    "sleeping": {"status": "sleeping", "wake_at": 50.0},
+    "waiting": {"status": "waiting", "waiting_for": "go"},
+    "running": {"status": "running", "owner": "w0", "lease_until": 100.0},
+}
+
+
+@pytest.mark.parametrize(("kind", "case"), cases(EXECUTION_CASES))
+async def test_an_unreadable_execution_fails_alone(
+    kind: str, case: Bad, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    async with opened(kind, tmp_path, request) as store:
+        await store.create_execution(execution("good", wake_at=5.0, created_at=2.0))
+        await store.create_execution(execution("bad", **SOUND[case.status]))
+        await corrupt(store, "executions", "bad", case.column, case.held_by(kind))
+
+        # Reading it names the execution and the column; listing leaves it out.
+        with pytest.raises(CorruptRecordError, match=f"execution 'bad' .*{case.column}") as caught:
+            await store.get_execution("bad")
+        assert (caught.value.execution_id, case.column in caught.value.columns) == ("bad", True)
+        assert [e.id for e in await store.list_executions()] == ["good"]
+        due = await store.next_due()  # not poisoned by the bad row
+        assert type(due) is float, due
+        assert due <= 5.0
+
+        # A claim fails it where it stands (first, whatever its lease) and takes the good one.
+        bad, good = await store.claim("w1", now=10.0, lease_until=20.0, limit=10)
+        assert (bad.id, bad.status, good.id, good.status) == ("bad", "failed", "good", "running")
+        assert bad.error is not None
+        assert bad.error.startswith("CorruptRecordError: execution 'bad' cannot be read back: ")
+        assert case.column in bad.error
+        assert (bad.owner, bad.lease_until, bad.wake_at, bad.waiting_for) == (None,) * 4
+        assert bad.updated_at == 10.0
+        assert await store.get_execution("bad") == bad  # it reads back now
+        assert await store.claim("w2", now=11.0, lease_until=21.0, limit=10) == []
+        assert await store.next_due() == 20.0  # the good one's lease
+        assert [e.id for e in await store.list_executions(statuses=["failed"])] == ["bad"]
+
+
+RELEASE_CASES = {
+    # A column the release writes: what it held does not matter.
+    "lease_until text": Bad("lease_until", "abc", math.nan),
+    # Columns it keeps: the release writes nothing, and the next claim fails the row.
+    "created_at text": Bad("created_at", "abc", math.inf),
+    "attempt negative": Bad("attempt", -3, -3),
+}
+
+
+@pytest.mark.parametrize(("kind", "case"), cases(RELEASE_CASES))
+async def test_a_release_of_a_row_gone_bad_writes_what_reads_back_or_nothing(
+    kind: str, case: Bad, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    async with opened(kind, tmp_path, request) as store:
+        await claimed(store, "e1")  # by w1, lease until 20
+        await corrupt(store, "executions", "e1", case.column, case.held_by(kind))
+        if case.column == "lease_until":
+            done = await store.release("e1", "w1", status="completed", now=12.0, result="1")
+            assert (done.status, done.lease_until) == ("completed", None)
+            assert await store.get_execution("e1") == done
+            return
+        with pytest.raises(CorruptRecordError, match=f"execution 'e1' .*{case.column}"):
+            await store.release("e1", "w1", status="completed", now=12.0, result="1")
+        # Nothing was written (not completed: still active, so claimed) and it fails now.
+        [failed] = await store.claim("w2", now=13.0, lease_until=23.0, limit=10)
+        assert (failed.id, failed.status, failed.result) == ("e1", "failed", None)
+        assert failed.error is not None
+        assert case.column in failed.error
+
+
+STEP_CASES = {
+    "step_id not text": Bad("step_id", b"s2"),
+    "position text": Bad("position", "abc", -1),
+    "result not text": Bad("result", b'"b"'),
+    "completed_at text": Bad("completed_at", "abc", math.nan),
+}
+
+
+@pytest.mark.parametrize(("kind", "case"), cases(STEP_CASES))
+async def test_an_unreadable_step_fails_the_listing_of_its_execution_only(
+    kind: str, case: Bad, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    async with opened(kind, tmp_path, request) as store:
+        for execution_id in ("e1", "e2"):
+            await store.create_execution(execution(execution_id))
+        await store.claim("w1", now=10.0, lease_until=20.0, limit=10)
+        for position, step_id in enumerate(["s1", "s2"]):
+            await store.record_step("w1", StepRecord("e1", step_id, position, '"a"', 11.0))
+        await store.record_step("w1", StepRecord("e2", "s1", 0, '"x"', 11.0))
+        await corrupt(store, "steps", ("e1", "s2"), case.column, case.held_by(kind))
+
+        with pytest.raises(CorruptRecordError, match=f"step .*of execution 'e1'.*{case.column}"):
+            await store.list_step_results("e1")
+        assert [s.step_id for s in await store.list_step_results("e2")] == ["s1"]
+
+
+@pytest.mark.parametrize(("kind", "case"), cases({"not text": Bad("payload", b"{}")}))
+async def test_an_unreadable_signal_fails_its_consume_only(
+    kind: str, case: Bad, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    async with opened(kind, tmp_path, request) as store:
+        for execution_id in ("e1", "e2"):
+            await store.create_execution(execution(execution_id))
+            assert await store.send_signal(execution_id, "go", '{"ok":true}', now=1.0)
+        await store.claim("w1", now=10.0, lease_until=20.0, limit=10)
+        await corrupt(store, "signals", "e1", "payload", case.held_by(kind))
+
+        with pytest.raises(CorruptRecordError, match=r"signal 'go' .*of execution 'e1'"):
+            await store.consume_signal("w1", "e1", "go", step_id="s", position=0, now=11.0)
+        taken = await store.consume_signal("w1", "e2", "go", step_id="s", position=0, now=11.0)
+        assert taken is not None
+        assert json.loads(taken) == {"kind": "signal", "payload": {"ok": True}}
+
+
+@attrs.frozen
+class BadSchedule(Bad):
+    """``column`` made to hold ``value`` (``postgres`` there) in a schedule on ``cadence``."""
+
+    cadence: dict[str, Any] = attrs.field(factory=lambda: {"interval": 60.0}, kw_only=True)
+
+
+SCHEDULE_CASES = {
+    "next_run_at text": BadSchedule("next_run_at", "abc", math.nan),
+    "next_run_at infinite": BadSchedule("next_run_at", math.inf, math.inf),
+    "cron not a cron line": BadSchedule(
+        "cron", "at dawn", "at dawn", cadence={"cron": "0 * * * *"}
+    ),
+    "interval negative": BadSchedule("interval", -60.0, -60.0),
+    "interval text": BadSchedule("interval", "abc", math.nan),
+    "interval null, no cron": BadSchedule("interval", None, None),
+    "paused not a flag": BadSchedule("paused", 5),
+    "workflow not text": BadSchedule("workflow", b"wf"),
+    "input not text": BadSchedule("input", b"{}"),
+    "last_execution_id not text": BadSchedule("last_execution_id", b"e0"),
+    "created_at text": BadSchedule("created_at", "abc", math.inf),
+    "updated_at text": BadSchedule("updated_at", "abc", -math.inf),
+}
+
+
+@pytest.fixture
+def durable_errors() -> Iterator[list[str]]:
+    """The messages the stores log at ERROR (source ``kernel.durable``) during the test."""
+    messages: list[str] = []
+    sink = logger.add(
+        lambda message: messages.append(message.record["message"]),
+        level="ERROR",
+        filter=lambda record: record["extra"].get("source") == "kernel.durable",
+    )
+    try:
+        yield messages
+    finally:
+        logger.remove(sink)
+
+
+@pytest.mark.parametrize(("kind", "case"), cases(SCHEDULE_CASES))
+async def test_an_unreadable_schedule_is_paused_once_and_the_others_kept(
+    kind: str,
+    case: BadSchedule,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    durable_errors: list[str],
+) -> None:
+    async with opened(kind, tmp_path, request) as store:
+        await store.put_schedule(schedule("a", next_run_at=100.0))
+        await store.put_schedule(schedule("b", next_run_at=50.0, **case.cadence))
+        await corrupt(store, "schedules", "b", case.column, case.held_by(kind))
+
+        with pytest.raises(CorruptRecordError, match=f"schedule 'b' .*{case.column}"):
+            await store.get_schedule("b")
+        due = await store.next_due()
+        assert type(due) is float, due
+        assert due <= 100.0
+
+        assert [s.id for s in await store.list_schedules()] == ["a"]
+        [error] = durable_errors
+        assert error.startswith("schedule 'b' cannot be read back: ")
+        assert error.endswith("; the schedule is paused until it is replaced")
+        assert await store.next_due() == 100.0  # paused: no longer due
+        assert [s.id for s in await store.list_schedules() if not s.paused] == ["a"]
+        assert len(durable_errors) == 1  # said once
