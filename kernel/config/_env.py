@@ -32,7 +32,7 @@ class _Reading:
     names: dict[tuple[str, ...], str] = attrs.Factory(dict)
 
     def read(self, cls: type[Any], prefix: str, path: tuple[str, ...]) -> dict[str, Any]:
-        self.names[path] = f"{prefix}*"
+        self.names[path] = f"{prefix}*" if prefix else cls.__qualname__
         data: dict[str, Any] = {}
         known: set[str] = set()
         groups: set[str] = set()

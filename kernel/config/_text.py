@@ -2,7 +2,7 @@
 
 `parse` turns one text into a value the kernel's converter then structures strictly:
 
-- ``str``, `Secret`, paths: the text as it is.
+- ``str``, `Secret`, paths, ``Any``: the text as it is.
 - ``bool``: ``true/false``, ``1/0``, ``yes/no``, ``on/off`` (any case).
 - ``int``: decimal digits (``8080``, ``-1``, ``1_000``); ``2.5`` is not an int.
 - ``float``: a number (``2.5``, ``1e-3``).
@@ -29,7 +29,15 @@ from typing import Annotated, Any, Final, Literal, TypeAlias, Union
 
 from kernel.config._secret import Secret
 
-__all__ = ["DURATION_UNITS", "Duration", "TextError", "parse", "unwrap"]
+__all__ = [
+    "DURATION_UNITS",
+    "Duration",
+    "TextError",
+    "item_type",
+    "optional_of",
+    "parse",
+    "unwrap",
+]
 
 
 class _DurationMarker:
@@ -128,7 +136,7 @@ def parse(text: str, hint: Any) -> Any:
         return _choice(text, typing.get_args(base))
     if isinstance(base, type) and issubclass(base, enum.Enum):
         return _choice(text, tuple(member.value for member in base))
-    item = _item_type(base, origin)
+    item = item_type(base)
     if item is not None:
         return _items(text, item)
     return _json(text, base)
@@ -163,7 +171,11 @@ def _duration(text: str) -> float:
     found = _DURATION_TEXT.fullmatch(text.strip())
     if found is None or (found["unit"] and found["unit"] not in DURATION_UNITS):
         raise TextError("a duration (seconds, or a number with ms, s, m, h or d)", text)
-    return float(found["number"]) * DURATION_UNITS.get(found["unit"], 1.0)
+    number = float(found["number"])
+    # Milliseconds are divided, not multiplied by 0.001 (inexact): 2500ms is exactly 2.5.
+    return (
+        number / 1000 if found["unit"] == "ms" else number * DURATION_UNITS.get(found["unit"], 1.0)
+    )
 
 
 def _choice(text: str, choices: tuple[Any, ...]) -> Any:
@@ -176,8 +188,11 @@ def _choice(text: str, choices: tuple[Any, ...]) -> Any:
     raise TextError("one of " + ", ".join(repr(str(choice)) for choice in choices), text)
 
 
-def _item_type(base: Any, origin: Any) -> Any | None:
-    """The item type of a homogeneous collection type, else None."""
+def item_type(hint: Any) -> Any | None:
+    """The item type of a homogeneous collection type (``list[X]``, ``tuple[X, ...]``,
+    sets), else None."""
+    base = unwrap(hint)[0]
+    origin = typing.get_origin(base)
     args = typing.get_args(base)
     if origin in _SEQUENCES and len(args) == 1:
         return args[0]
@@ -188,10 +203,7 @@ def _item_type(base: Any, origin: Any) -> Any | None:
 
 def _items(text: str, item: Any) -> list[Any]:
     if text.lstrip().startswith("["):
-        array = _json(text, list)
-        if not isinstance(array, list):
-            raise TextError("a JSON array", text)
-        pieces: list[Any] = array
+        pieces: list[Any] = _json(text, list)  # JSON text that starts with [ is an array
     else:
         pieces = [piece.strip() for piece in text.split(",")] if text.strip() else []
     parsed: list[Any] = []

@@ -11,7 +11,7 @@ import attrs
 
 from kernel._errors import ConfigError
 from kernel.config._load import attrs_class_of, fields_of, load, no_such_setting
-from kernel.config._text import TextError, parse, unwrap
+from kernel.config._text import TextError, item_type, optional_of, parse, unwrap
 from kernel.observability._redaction import REDACTED
 
 __all__ = ["from_toml"]
@@ -44,13 +44,29 @@ class _Reading:
             if nested is not None and isinstance(value, dict):
                 data[field.name] = self.read(value, nested, f"{key}.")
                 continue
-            if unwrap(field.hint)[1] and isinstance(value, str):
-                try:
-                    data[field.name] = parse(value, field.hint)
-                except TextError as exc:
-                    shown = REDACTED if field.secret else repr(exc.text)
-                    self.problems.append(f"{key}: expected {exc.expected}, got {shown}")
+            data[field.name] = self._durations(value, field.hint, key, secret=field.secret)
         return data
+
+    def _durations(self, value: Any, hint: Any, key: str, *, secret: bool) -> Any:
+        """``value`` with the texts where a `Duration` is expected read (``"500ms"``)."""
+        base, is_duration = unwrap(hint)
+        base = optional_of(base) or base
+        if is_duration or unwrap(base)[1]:
+            if not isinstance(value, str):
+                return value
+            try:
+                return parse(value, hint)
+            except TextError as exc:
+                shown = REDACTED if secret else repr(exc.text)
+                self.problems.append(f"{key}: expected {exc.expected}, got {shown}")
+                return value
+        item = item_type(base)
+        if item is not None and isinstance(value, list):
+            return [
+                self._durations(piece, item, f"{key}[{index}]", secret=secret)
+                for index, piece in enumerate(value)
+            ]
+        return value
 
 
 def _name(section: str | None) -> Any:
