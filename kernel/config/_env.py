@@ -1,7 +1,7 @@
 """`from_env`: settings from environment variables, one variable per field.
 
 A field ``pool_size`` of a nested settings field ``db`` is ``{prefix}DB__POOL_SIZE``: names
-are upper-cased and nested classes add ``__``. How each type is written: `kernel.config._text`.
+are upper-cased and nested classes add ``__``. How each type is written: `kernel.config`.
 """
 
 from __future__ import annotations

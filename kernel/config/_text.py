@@ -49,12 +49,12 @@ class _DurationMarker:
 
 _DURATION: Final = _DurationMarker()
 
-#: A number of seconds that may also be written with a unit (``500ms``, ``2.5s``, ``1m``) in
-#: the environment and in TOML files; a plain ``float`` everywhere else.
 Duration: TypeAlias = Annotated[float, _DURATION]
+"""A number of seconds that may also be written with a unit (``500ms``, ``2.5s``, ``1m``) in
+the environment and in TOML files; a plain ``float`` everywhere else."""
 
-#: The units a `Duration` may be written with, in seconds.
 DURATION_UNITS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+"""The units a `Duration` may be written with, in seconds."""
 
 _INT: Final = re.compile(r"[+-]?[0-9](?:_?[0-9])*")
 _DURATION_TEXT: Final = re.compile(
