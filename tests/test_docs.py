@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 import middleware as mw
-
 from kernel._doctor import diagnose
 from tests.kernel import doctor_apps
 from tests.markdown_blocks import python_blocks, run_blocks, write_files
