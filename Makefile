@@ -21,7 +21,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 types: $(STAMP)
-	$(BIN)/mypy resilience middleware kernel examples bench
+	$(BIN)/mypy resilience middleware kernel examples bench noxfile.py docs/_hooks
 
 pytest: $(STAMP)
 	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=95
