@@ -31,7 +31,11 @@ class _Reading:
     #: The variable (or ``PREFIX*`` group) behind each field path, for the converter's errors.
     names: dict[tuple[str, ...], str] = attrs.Factory(dict)
 
-    def read(self, cls: type[Any], prefix: str, path: tuple[str, ...]) -> dict[str, Any]:
+    def read(
+        self, cls: type[Any], prefix: str, path: tuple[str, ...], *, secret: bool = False
+    ) -> dict[str, Any]:
+        """The fields of ``cls`` found under ``prefix``; everything under a secret field is
+        secret (``secret``)."""
         self.names[path] = f"{prefix}*" if prefix else cls.__qualname__
         data: dict[str, Any] = {}
         known: set[str] = set()
@@ -49,24 +53,26 @@ class _Reading:
             ):
                 if var in self.environ:
                     self.problems.append(f"{var}: set either {var} or {group}* variables, not both")
-                data[field.name] = self.read(nested, group, (*path, field.name))
+                data[field.name] = self.read(
+                    nested, group, (*path, field.name), secret=secret or field.secret
+                )
             elif var in self.environ:
                 self.names[(*path, field.name)] = var
-                self._leaf(data, field, var)
+                self._leaf(data, field, var, secret=secret or field.secret)
             elif field.required:
                 self.problems.append(f"{var}: required, not set")
         if prefix:
             self._unknown(prefix, known, tuple(groups))
         return data
 
-    def _leaf(self, data: dict[str, Any], field: Field, var: str) -> None:
+    def _leaf(self, data: dict[str, Any], field: Field, var: str, *, secret: bool) -> None:
         text = self.environ[var]
-        if field.secret:
+        if secret:
             self.secrets.append(text)
         try:
             data[field.name] = parse(text, field.hint)
         except TextError as exc:
-            shown = REDACTED if field.secret else repr(exc.text)
+            shown = REDACTED if secret else repr(exc.text)
             self.problems.append(f"{var}{exc.where}: expected {exc.expected}, got {shown}")
 
     def _unknown(self, prefix: str, known: set[str], groups: tuple[str, ...]) -> None:

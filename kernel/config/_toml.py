@@ -25,7 +25,10 @@ class _Reading:
 
     problems: list[str] = attrs.Factory(list)
 
-    def read(self, table: dict[str, Any], cls: type[Any], path: str) -> dict[str, Any]:
+    def read(
+        self, table: dict[str, Any], cls: type[Any], path: str, *, secret: bool = False
+    ) -> dict[str, Any]:
+        """``table`` for ``cls``, durations read; everything under a secret field is secret."""
         data = dict(table)
         fields = fields_of(cls)
         for key in table:
@@ -42,9 +45,13 @@ class _Reading:
             key = f"{path}{field.name}"
             nested = attrs_class_of(field.hint)
             if nested is not None and isinstance(value, dict):
-                data[field.name] = self.read(value, nested, f"{key}.")
+                data[field.name] = self.read(
+                    value, nested, f"{key}.", secret=secret or field.secret
+                )
                 continue
-            data[field.name] = self._durations(value, field.hint, key, secret=field.secret)
+            data[field.name] = self._durations(
+                value, field.hint, key, secret=secret or field.secret
+            )
         return data
 
     def _durations(self, value: Any, hint: Any, key: str, *, secret: bool) -> Any:

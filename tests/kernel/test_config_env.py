@@ -398,3 +398,26 @@ def test_literals_of_bools_and_ints_and_secrets_in_a_mapping() -> None:
     assert "APP_SECRETS" in str(caught.value)
     assert "pw-in-a-map" not in str(caught.value)
     assert repr(Duration.__metadata__[0]) == "kernel.config.Duration"
+
+
+@attrs.frozen
+class Keys:
+    primary: str
+    rotation: Duration = 3600.0
+
+
+@attrs.frozen
+class Vault:
+    api_keys: Keys
+
+
+def test_everything_under_a_secret_field_is_secret() -> None:
+    for environ in (
+        {"APP_API_KEYS__PRIMARY": "pk-live-1", "APP_API_KEYS__ROTATION": "rot-secret-2"},
+        {"APP_API_KEYS": '{"primary": "pk-live-1", "rotation": [1]}'},
+    ):
+        with pytest.raises(kernel.ConfigError) as caught:
+            from_env(Vault, environ=environ)
+        assert "APP_API_KEYS" in str(caught.value)
+        assert "pk-live-1" not in str(caught.value)
+        assert "rot-secret-2" not in str(caught.value)

@@ -125,3 +125,26 @@ def test_bad_arguments_are_type_errors(tmp_path: Path, call, message: str) -> No
     path = write(tmp_path, "")
     with pytest.raises(TypeError, match=message):
         call(path)
+
+
+@attrs.frozen
+class Keys:
+    primary: str
+    rotation: Duration = 3600.0
+
+
+@attrs.frozen
+class Vault:
+    api_keys: Keys
+
+
+def test_everything_under_a_secret_table_is_secret(tmp_path: Path) -> None:
+    for text in (
+        '[api_keys]\nprimary = "pk-live-1"\nrotation = "rot-secret-2"\n',
+        '[api_keys]\nprimary = "pk-live-1"\nrotation = ["pk-live-1"]\n',
+    ):
+        with pytest.raises(kernel.ConfigError) as caught:
+            from_toml(write(tmp_path, text), Vault)
+        assert "api_keys.rotation" in str(caught.value)
+        assert "pk-live-1" not in str(caught.value)
+        assert "rot-secret-2" not in str(caught.value)
