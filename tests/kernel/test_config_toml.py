@@ -11,6 +11,7 @@ import pytest
 
 import kernel
 from kernel.config import Duration, Secret, from_toml
+from tests.kernel.test_config_env import Vault
 
 
 @attrs.frozen
@@ -127,17 +128,6 @@ def test_bad_arguments_are_type_errors(tmp_path: Path, call, message: str) -> No
     path = write(tmp_path, "")
     with pytest.raises(TypeError, match=message):
         call(path)
-
-
-@attrs.frozen
-class Keys:
-    primary: str
-    rotation: Duration = 3600.0
-
-
-@attrs.frozen
-class Vault:
-    api_keys: Keys
 
 
 def test_everything_under_a_secret_table_is_secret(tmp_path: Path) -> None:
