@@ -7,7 +7,7 @@ anything starts.
 This package imports ``middleware`` and ``resilience``, never the other way round.
 """
 
-from kernel import durable, events, exposure, metrics, observability, tags
+from kernel import config, durable, events, exposure, metrics, observability, tags
 from kernel._builtins import logger
 from kernel._definitions import (
     App,
@@ -89,6 +89,7 @@ __all__ = [
     "Task",
     "TracingConfig",
     "UnknownEventError",
+    "config",
     "dry_run",
     "durable",
     "event",

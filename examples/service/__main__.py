@@ -4,27 +4,25 @@ HTTP on 127.0.0.1:8080 (``PORT`` to change, 0 for any free port), a development 
 printed at start (``TOKEN`` to choose one), pretty logs (``LOG_FORMAT=json`` for JSON),
 metrics at ``/metrics``, health at ``/health`` and ``/ready``. Order approvals are durable
 workflows kept in ``.data/orders.sqlite3`` at the repository's root (``DURABLE_DB`` to choose
-another file). Ctrl-C (or SIGTERM) shuts it down gracefully, phase by phase.
+another file). The settings are read by `kernel.config.from_env` (``settings.py``); a bad one
+stops the service before it starts, naming the variable. Ctrl-C (or SIGTERM) shuts it down
+gracefully, phase by phase.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 import sys
-from pathlib import Path
 from typing import Any
 
 import approval
+import settings
 import trio
 from loguru import logger
 from orders import PaymentsConfig, app
 
 import kernel
 from kernel.exposure import BearerAuth, http
-
-#: Where approvals are kept unless ``DURABLE_DB`` says otherwise (``.data/`` is gitignored).
-DEFAULT_DB = Path(__file__).resolve().parents[2] / ".data" / "orders.sqlite3"
 
 #: What HTTP callers may run: not ``orders.approval`` itself, which only the engine runs.
 TASKS = ("orders.create", "orders.get", "orders.start", "orders.approve", "orders.status")
@@ -92,18 +90,16 @@ async def announce(rt: kernel.Runtime, token: str) -> None:
 
 
 def main() -> None:
-    port = int(os.environ.get("PORT", "8080"))
-    token = os.environ.get("TOKEN") or secrets.token_urlsafe(16)
-    durable_db = Path(os.environ.get("DURABLE_DB") or DEFAULT_DB)
+    try:
+        given = settings.from_environment()
+    except kernel.ConfigError as exc:
+        sys.exit(f"order service: bad settings: {exc}")
+    token = given.bearer_token()
+    durable_db = given.database()
     durable_db.parent.mkdir(parents=True, exist_ok=True)
     logger.remove()  # loguru's default handler; the service logs through LogConfig instead
     kernel.main(
-        service(
-            port=port,
-            token=token,
-            durable_db=durable_db,
-            log_format=os.environ.get("LOG_FORMAT", "pretty"),
-        ),
+        service(port=given.port, token=token, durable_db=durable_db, log_format=given.log_format),
         serve=lambda rt: announce(rt, token),
     )
 

@@ -475,7 +475,8 @@ async def test_nesting_beyond_max_depth_is_400() -> None:
     ("body", "message"),
     [
         (b"{", "the request body is not valid JSON: Expecting property name enclosed in double"),
-        (b'{"input": [1,]}', "the request body is not valid JSON: Expecting value (line 1"),
+        # json's own words for a trailing comma differ between Python versions (3.13 names it).
+        (b'{"input": [1,]}', "the request body is not valid JSON: "),
         (b"\xff\xfe{}", "the request body is not valid UTF-8"),
         (b'{"input": "\xc3\x28"}', "the request body is not valid UTF-8"),
         (b'{"input": NaN}', "the request body is not valid JSON: NaN is not JSON"),
