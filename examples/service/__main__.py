@@ -35,9 +35,11 @@ def service(
     durable_db: str | os.PathLike[str] | None = None,
     log_format: str = "pretty",
     sink: Any = sys.stderr,
+    payments: PaymentsConfig | None = None,
 ) -> kernel.Service:
     """The order service: the order domain and its approvals (in the SQLite file
-    ``durable_db``, in memory when None), exposed over HTTP, with logs and metrics on."""
+    ``durable_db``, in memory when None), exposed over HTTP, with logs and metrics on.
+    ``payments`` sets up the simulated payment provider (default: `PaymentsConfig()`)."""
     exposure = http(
         "orders.http",
         host="127.0.0.1",
@@ -46,7 +48,7 @@ def service(
         allow_tasks=TASKS,
         allow_events=(),
     )
-    orders = [app(PaymentsConfig()), approval.app(durable_db)]
+    orders = [app(payments or PaymentsConfig()), approval.app(durable_db)]
     return kernel.Service(
         app=kernel.App("order-service", register=[*orders, exposure]),
         log=kernel.LogConfig(format=log_format, sink=sink),  # type: ignore[arg-type]
