@@ -67,6 +67,7 @@ __all__ = [
     "Installed",
     "LogConfig",
     "active_redaction",
+    "current_context",
     "execution_id",
     "install",
     "kernel_logger",
@@ -335,7 +336,7 @@ class _Formatter:
             "message": self.policy.redact_text(record["message"]),
             "data": self.data(record["extra"].get("data")),
             "error": self.error(record),
-            "context": _context(),
+            "context": current_context(),
         }
 
     def pretty(self, record: Record) -> dict[str, str]:
@@ -344,7 +345,7 @@ class _Formatter:
         data = self.data(record["extra"].get("data"))
         if data:
             lines.append(f"data: {json.dumps(data, ensure_ascii=False)}")
-        context = {key: value for key, value in _context().items() if value is not None}
+        context = {key: value for key, value in current_context().items() if value is not None}
         if context:
             lines.append("context: " + " ".join(f"{k}={v}" for k, v in context.items()))
         error = self.error(record)
@@ -401,7 +402,7 @@ def _source(record: Record) -> str:
     return str(source)
 
 
-def _context() -> dict[str, str | None]:
+def current_context() -> dict[str, str | None]:
     """Execution id, and the current OpenTelemetry span's ids when it is a valid one.
 
     OpenTelemetry is looked up in ``sys.modules``: a span can only be current when
