@@ -109,10 +109,10 @@ async def test_a_frozen_exception_is_remembered_and_pickles_afresh() -> None:
     copy = pickle.loads(pickle.dumps(ValueError("sent away")))
     assert copy.args == ("sent away",)
     plain = ValueError("reported")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="reported"):
         await call(boundary(failures, "t"), lambda: raise_(plain))
     revived = pickle.loads(pickle.dumps(plain))
-    with pytest.raises(ValueError):  # a copy in another process is a failure of its own
+    with pytest.raises(ValueError, match="reported"):  # a copy elsewhere fails on its own
         await call(boundary(failures, "u"), lambda: raise_(revived))
     assert [path for _, _, path in recorder.reports] == [["task t"], ["task t"], ["task u"]]
 
@@ -126,7 +126,7 @@ async def test_boundaries_defer_to_the_enclosing_one_while_it_runs() -> None:
     async def calls_inner() -> None:
         await call(inner, lambda: raise_(error))
 
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="disk full"):
         await call(outer, calls_inner)
     ((reported, tags, path),) = recorder.reports
     assert reported is error
@@ -143,7 +143,7 @@ async def test_a_nursery_opened_before_the_boundary_is_not_inside_it() -> None:
     async with trio.open_nursery() as outside:  # opened by this task, before `outer` runs
 
         async def job() -> None:
-            with pytest.raises(OSError):
+            with pytest.raises(OSError, match="job failed"):
                 await call(job_boundary, lambda: raise_(OSError("job failed")))
             done.set()
 

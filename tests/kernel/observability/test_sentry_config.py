@@ -58,14 +58,14 @@ def test_defaults_and_conversions() -> None:
 def test_a_bad_option_is_named_and_the_dsn_never_shown(
     options: dict[str, Any], error: type[Exception], message: str
 ) -> None:
-    with pytest.raises(error, match="^SentryConfig: ") as raised:
+    with pytest.raises(error, match=r"^SentryConfig: ") as raised:
         kernel.SentryConfig(**{"dsn": DSN, **options})
     assert message in str(raised.value)
     assert "publickey" not in str(raised.value)
 
 
 async def test_kernel_run_refuses_what_is_not_a_config() -> None:
-    with pytest.raises(TypeError, match="sentry must be a kernel.SentryConfig or None"):
+    with pytest.raises(TypeError, match=r"sentry must be a kernel\.SentryConfig or None"):
         async with kernel.run(kernel.App("a", register=[]), sentry=DSN):  # type: ignore[arg-type]
             pass  # pragma: no cover
 
