@@ -184,3 +184,53 @@ async def test_an_execution_reports_once_when_told_and_nothing_without_failures(
         pass
     untracked.failed(ValueError("nobody listens"))
     assert len(recorder.reports) == 1
+
+
+async def test_a_boundary_that_ended_or_is_in_another_branch_does_not_enclose() -> None:
+    recorder = Recorder()
+    failures = Failures(recorder)
+    late, aside = boundary(failures, "late"), boundary(failures, "aside")
+    ready, go, done = trio.Event(), trio.Event(), trio.Event()
+
+    async with trio.open_nursery() as top:  # this task's, opened before anything
+
+        async def after_it_ended() -> None:
+            await go.wait()  # `outer` has returned by now
+            with pytest.raises(OSError, match="late"):
+                await call(late, lambda: raise_(OSError("late")))
+
+        async def from_a_branch() -> None:
+            with pytest.raises(OSError, match="aside"):
+                await call(aside, lambda: raise_(OSError("aside")))
+            done.set()
+
+        async def child_with_a_boundary() -> None:
+            async def body() -> None:
+                top.start_soon(after_it_ended)
+                top.start_soon(from_a_branch)  # climbs past this child's parent
+                await done.wait()
+                ready.set()
+
+            await call(boundary(failures, "outer"), body)
+            go.set()
+
+        async with trio.open_nursery() as middle:
+            middle.start_soon(child_with_a_boundary)
+    await ready.wait()
+    assert sorted(path[0] for _, _, path in recorder.reports) == ["task aside", "task late"]
+
+
+async def test_a_hook_boundary_names_each_event_it_runs_for() -> None:
+    recorder = Recorder()
+    failures = Failures(recorder)
+
+    async def hook(emission: Any) -> None:
+        raise ValueError(emission.event.id)
+
+    watched = failures.hook(hook, "audit")
+    for event_id in ("a", "b", "a"):
+        emission = attrs.make_class("Emission", ["event"])(attrs.make_class("E", ["id"])(event_id))
+        with pytest.raises(ValueError, match=event_id):
+            await watched(emission)
+    assert [tags["runner.event.id"] for _, tags, _ in recorder.reports] == ["a", "b", "a"]
+    assert recorder.reports[0][2] == ["hook audit on a"]

@@ -18,6 +18,7 @@ import pytest
 import sentry_sdk
 import trio
 from loguru import logger
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import kernel
 import middleware as mw
@@ -465,6 +466,22 @@ async def test_a_task_failing_under_an_http_request_carries_the_request_id(
         "runner.request.id": "req-17",
     }
     assert b"t0ken-for-tests" not in receiver.raw()
+
+
+async def test_with_tracing_on_an_event_names_its_trace(receiver: Receiver) -> None:
+    spans = InMemorySpanExporter()
+
+    @kernel.task("traced.fail")
+    async def fail() -> None:
+        raise ValueError("traced")
+
+    tracing = kernel.TracingConfig(service_name="traced", exporter=spans)
+    app = kernel.App("traced", register=[fail])
+    async with kernel.run(app, tracing=tracing, sentry=tracking(receiver)) as rt:
+        with pytest.raises(ValueError, match="traced"):
+            await rt.run_task(fail)
+    (span,) = spans.get_finished_spans()
+    assert only_event(receiver)["tags"]["runner.trace.id"] == format(span.context.trace_id, "032x")
 
 
 # --- the client and its lifetime ---------------------------------------------------------

@@ -141,3 +141,24 @@ async def test_breadcrumbs_name_levels_as_sentry_does(tmp_path: Any) -> None:
     logger.info("after the runtime stopped")  # the sink is gone
     assert len(tracking._crumbs) == 6
     await tracking.aclose()  # twice: nothing more to close
+
+
+async def test_without_breadcrumbs_nothing_listens_and_a_closed_client_sends_nothing() -> None:
+    tracking = ErrorTracking(kernel.SentryConfig(dsn=DSN, breadcrumbs=None, release="1"))
+    await tracking.start()
+    logger.info("not a breadcrumb")
+    await tracking.aclose()
+    assert list(tracking._crumbs) == []
+    tracking.report(ValueError("too late"), {}, [])  # after the runtime stopped: dropped
+    assert tracking.client is None
+
+
+def test_the_breadcrumb_sink_never_raises() -> None:
+    tracking = ErrorTracking(kernel.SentryConfig(dsn=DSN, redact=Unredactable()))
+    tracking._record(object())  # type: ignore[arg-type]  # not a loguru message at all
+    sink = logger.add(tracking._record, level="INFO", format="{message}", catch=False)
+    try:
+        logger.info("password=hunter2")  # cannot be redacted: not kept
+    finally:
+        logger.remove(sink)
+    assert list(tracking._crumbs) == []
