@@ -371,6 +371,10 @@ class Runtime:
             measured = functools.partial(measure(self.metrics.task(definition.id)), runner)
             measured.__dict__.update(getattr(runner, "__dict__", {}))
             runner = measured
+        if self._failures is not None and self._tracing is None:
+            # The error tracking boundary, outside every middleware (with tracing on, it is
+            # a middleware inside the task's span instead: see `_running`).
+            runner = self._failures.task(definition.id, runner)
         if definition.input is not None or definition.result is not None:
             # At the edge, outside the middleware: a bad input is not worth a retry.
             runner = _validating(definition, runner)
@@ -710,7 +714,8 @@ async def _running(
         if sentry is not None:
             # Flushed after the `disposed` hooks; the task boundary is outside all middleware.
             failures = await stack.enter_async_context(track_errors(sentry))
-            policy += (failures.middleware(),)
+            if traced is not None:  # inside the task's span (else the runner is wrapped)
+                policy += (failures.middleware(),)
         runtime = Runtime(
             graph,
             (*policy, *middleware),

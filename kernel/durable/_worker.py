@@ -169,8 +169,7 @@ class Worker:
                     f"execution {execution.id!r}: workflow {execution.workflow!r} is not "
                     f"registered in this app"
                 )
-            with watch.attempt():
-                value = await self._body(task, execution)
+            value = await watch.attempt(self._body, task, execution)
         except Suspend as suspend:
             await self._release(
                 execution,

@@ -31,11 +31,11 @@ unexpected when any exception in it is.
 
 from __future__ import annotations
 
+import functools
 import sys
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from contextvars import ContextVar
-from types import TracebackType
+from contextvars import ContextVar, Token
 from typing import Any, Final, Protocol
 
 import attrs
@@ -129,8 +129,7 @@ class _Frame:
 
     __slots__ = ("active", "depth", "task")
 
-    def __init__(self) -> None:
-        task = trio.lowlevel.current_task()
+    def __init__(self, task: trio.lowlevel.Task) -> None:
         self.task = task
         #: Nurseries its task had open when it started: work started in those is not inside.
         self.depth = len(task.child_nurseries)
@@ -153,34 +152,28 @@ class _Frame:
 
 
 _current: ContextVar[_Frame | None] = ContextVar("trio_runner_failure_boundary", default=None)
+_current_task: Final = trio.lowlevel.current_task
 
 
-class _Watch:
-    """``with _Watch(failures, label):`` — one boundary: a frame for the boundaries inside,
-    and its failure handed to `Failures.failed` on the way out (``failures=None``: a frame
-    only, reporting nothing)."""
-
-    __slots__ = ("enclosing", "failures", "frame", "label", "token")
-
-    def __init__(self, failures: Failures | None, label: Label | None) -> None:
-        self.failures = failures
-        self.label = label
-
-    def __enter__(self) -> None:
-        self.enclosing = _current.get()
-        self.frame = _Frame()
-        self.token = _current.set(self.frame)
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.frame.active = False
-        _current.reset(self.token)
-        if error is not None and self.failures is not None and self.label is not None:
-            self.failures.failed(error, self.enclosing, self.label)
+async def _watched(
+    failures: Failures | None, label: Label, fn: Callable[..., Awaitable[Any]], /, *args: Any
+) -> Any:
+    """``await fn(*args)`` as the boundary ``label``: a frame for the boundaries inside, and
+    its failure handed to `Failures.failed` on the way out (``failures=None``: a frame only,
+    reporting nothing). A checkpoint whenever ``fn`` is; everything propagates unchanged.
+    (Inline, not a context manager: it runs around every task call.)"""
+    frame = _Frame(_current_task())
+    token = _current.set(frame)
+    try:
+        return await fn(*args)
+    except BaseException as error:
+        if failures is not None:
+            enclosing = token.old_value
+            failures.failed(error, None if enclosing is Token.MISSING else enclosing, label)
+        raise
+    finally:
+        frame.active = False
+        _current.reset(token)
 
 
 def _task_label(task_id: str) -> Label:
@@ -188,7 +181,7 @@ def _task_label(task_id: str) -> Label:
 
 
 class _TaskBoundary:
-    """The middleware around one task's pipeline (first in the app policy)."""
+    """The boundary as a middleware (first after tracing's, so inside the task's span)."""
 
     __slots__ = ("failures", "label")
 
@@ -196,9 +189,8 @@ class _TaskBoundary:
         self.failures = failures
         self.label = label
 
-    async def __call__(self, call: mw.Call, next: mw.Next) -> Any:
-        with _Watch(self.failures, self.label):
-            return await next(call)
+    def __call__(self, call: mw.Call, next: mw.Next) -> Awaitable[Any]:
+        return _watched(self.failures, self.label, next, call)
 
 
 @attrs.frozen
@@ -229,8 +221,17 @@ class Failures:
 
     # ------------------------------------------------------------------ boundaries
 
+    def task(self, task_id: str, runner: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
+        """``runner`` (a task's pipeline, or its bare body) inside the task boundary: call it
+        with the task's arguments. Keeps what ``runner`` exposes (``.breaker``, ...)."""
+        watched = functools.partial(_watched, self, _task_label(task_id), runner)
+        watched.__dict__.update(getattr(runner, "__dict__", {}))
+        return watched
+
     def middleware(self) -> mw.Factory:
-        """The task boundary, to put first in the app policy (outside every middleware)."""
+        """The task boundary as a middleware, to put in the app policy right after the
+        tracing middleware (so that a report carries the task span's trace id) and before
+        every other one; `task` does the same without a pipeline."""
         return _TaskBoundaries(self)
 
     def hook(
@@ -239,14 +240,13 @@ class Failures:
         """``call`` (a hook's, taking the emission) inside a hook boundary."""
         labels: dict[str, Label] = {}
 
-        async def watched(emission: Any) -> Any:
+        def watched(emission: Any) -> Awaitable[Any]:
             event_id = emission.event.id
             label = labels.get(event_id)
             if label is None:
                 tags = {"runner.hook.id": hook_id, "runner.event.id": event_id}
                 label = labels[event_id] = Label("hook", f"hook {hook_id} on {event_id}", tags)
-            with _Watch(self, label):
-                return await call(emission)
+            return _watched(self, label, call, emission)
 
         return watched
 
@@ -312,7 +312,7 @@ _attached: weakref.WeakKeyDictionary[object, Failures] = weakref.WeakKeyDictiona
 
 
 class ExecutionWatch:
-    """A durable execution's failures: ``with watch.attempt():`` around each run of its body
+    """A durable execution's failures: ``await watch.attempt(fn, *args)`` runs its body once
     (failures inside are the execution's, reported by it), ``watch.failed(exc)`` when the
     execution fails for good. Does nothing when the runtime has no error tracking."""
 
@@ -326,9 +326,10 @@ class ExecutionWatch:
             {"runner.execution.id": execution_id, "runner.workflow.id": workflow_id},
         )
 
-    def attempt(self) -> _Watch:
-        """A boundary that reports nothing itself: the boundaries inside defer to it."""
-        return _Watch(None, None)
+    async def attempt(self, fn: Callable[..., Awaitable[Any]], /, *args: Any) -> Any:
+        """``await fn(*args)`` inside a boundary that reports nothing itself: the
+        boundaries inside defer to it. A checkpoint whenever ``fn`` is."""
+        return await _watched(None, self._label, fn, *args)
 
     def failed(self, error: BaseException) -> None:
         """The execution ended ``failed`` (or ``compensation_failed``) with ``error``."""

@@ -165,8 +165,8 @@ async def test_an_execution_reports_once_when_told_and_nothing_without_failures(
     for attempt in range(3):
         error = TimeoutError(f"attempt {attempt}")
         attempts.append(error)
-        with pytest.raises(TimeoutError), watch.attempt():
-            await call(boundary(failures, "wf"), lambda error=error: raise_(error))
+        with pytest.raises(TimeoutError):
+            await watch.attempt(call, boundary(failures, "wf"), lambda error=error: raise_(error))
     assert recorder.reports == []  # the attempts defer to the execution
     watch.failed(attempts[-1])
     ((error, tags, path),) = recorder.reports
@@ -180,8 +180,7 @@ async def test_an_execution_reports_once_when_told_and_nothing_without_failures(
     assert path == ["task wf", "execution e-1 of wf"]
     untracked = execution_watch(Runtime(), "e-2", "wf")
     assert isinstance(untracked, ExecutionWatch)
-    with untracked.attempt():
-        pass
+    assert await untracked.attempt(trio.sleep, 0) is None
     untracked.failed(ValueError("nobody listens"))
     assert len(recorder.reports) == 1
 
