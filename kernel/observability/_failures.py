@@ -3,9 +3,9 @@
 The runtime reports its *unexpected* failures to a `Reporter` (the Sentry client of
 `kernel.observability._sentry`; a list in tests). Where they are caught:
 
-- **Boundaries**: a task call (the first middleware of the app policy, so outside every
-  middleware: a retried failure is seen once, when the retry gives up), a hook run, and a
-  durable execution's attempt. A failure leaving a boundary is reported there, unless an
+- **Boundaries**: a task call (around its pipeline, outside every middleware: a retried
+  failure is seen once, when the retry gives up), a hook run, and a durable execution's
+  attempt. A failure leaving a boundary is reported there, unless an
   *enclosing* boundary will see it: a nested injected task's failure, propagating through
   its caller, is reported once by the caller's boundary (the same exception object), and not
   at all when the caller handles it. A durable attempt reports nothing itself: the worker
