@@ -42,7 +42,7 @@ import math
 import os
 import sys
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from types import TracebackType
@@ -72,6 +72,7 @@ __all__ = [
     "install",
     "kernel_logger",
     "log_task_failure",
+    "optional_level",
     "redact_record",
 ]
 
@@ -177,15 +178,23 @@ def _check_level(instance: LogConfig, attribute: attrs.Attribute[Any], value: An
         )
 
 
-def _check_task_failures(instance: LogConfig, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is None:
-        return
-    if not isinstance(value, str):
-        raise TypeError(f"LogConfig: task_failures must be a level name or None, got {value!r}")
-    if not _is_level(value):
-        raise ValueError(
-            f"LogConfig: task_failures must be a loguru level name or None, got {value!r}"
-        )
+def optional_level(owner: str) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
+    """An attrs validator: ``None`` or a loguru level name; errors name ``owner`` and the
+    field."""
+
+    def check(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if value is None:
+            return
+        if not isinstance(value, str):
+            raise TypeError(
+                f"{owner}: {attribute.name} must be a level name or None, got {value!r}"
+            )
+        if not _is_level(value):
+            raise ValueError(
+                f"{owner}: {attribute.name} must be a loguru level name or None, got {value!r}"
+            )
+
+    return check
 
 
 def _check_format(instance: LogConfig, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -240,7 +249,7 @@ class LogConfig:
         factory=Redaction, converter=_to_redaction, validator=_check_redaction
     )
     task_failures: str | None = attrs.field(
-        default=_DEFAULT_TASK_FAILURES, converter=_level_name, validator=_check_task_failures
+        default=_DEFAULT_TASK_FAILURES, converter=_level_name, validator=optional_level("LogConfig")
     )
 
 

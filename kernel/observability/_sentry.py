@@ -52,11 +52,11 @@ from loguru import logger as _loguru
 from kernel.config import Duration, Secret
 from kernel.observability._failures import Failures
 from kernel.observability._logging import (
-    _is_level,
     _level_name,
     _to_redaction,
     active_redaction,
     kernel_logger,
+    optional_level,
 )
 from kernel.observability._redaction import Redaction
 from resilience._validate import non_negative_duration, positive_int, to_seconds
@@ -147,17 +147,6 @@ def _check_redact(instance: Any, attribute: attrs.Attribute[Any], value: Any) ->
         raise TypeError(f"SentryConfig: redact must be a Redaction, a bool or None, got {value!r}")
 
 
-def _check_breadcrumbs(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is None:
-        return
-    if not isinstance(value, str):
-        raise TypeError(f"SentryConfig: breadcrumbs must be a level name or None, got {value!r}")
-    if not _is_level(value):
-        raise ValueError(
-            f"SentryConfig: breadcrumbs must be a loguru level name or None, got {value!r}"
-        )
-
-
 def _check_max_breadcrumbs(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     positive_int(instance, attribute, value)
     if value > _MAX_BREADCRUMBS:
@@ -214,7 +203,7 @@ class SentryConfig:
         default=None, converter=_to_redaction, validator=_check_redact
     )
     breadcrumbs: str | None = attrs.field(
-        default="INFO", converter=_level_name, validator=_check_breadcrumbs
+        default="INFO", converter=_level_name, validator=optional_level("SentryConfig")
     )
     max_breadcrumbs: int = attrs.field(default=100, validator=_check_max_breadcrumbs)
     flush_timeout: Duration = attrs.field(
