@@ -25,7 +25,7 @@ import middleware as mw
 import resilience as rs
 from kernel import durable
 from kernel.exposure import BearerAuth
-from tests.kernel.observability.sentry_receiver import Receiver, receiving
+from tests.kernel.observability.sentry_receiver import Receiver, parse_envelope, receiving
 
 # Secrets made at run time: no source line that a stack frame could show holds them.
 CARD = " ".join(["4111", "1111", "1111", "1111"])  # Luhn-valid
@@ -55,6 +55,28 @@ def exception_of(event: dict[str, Any]) -> dict[str, Any]:
     """The exception that was raised last (Sentry lists a chain oldest first)."""
     value: dict[str, Any] = event["exception"]["values"][-1]
     return value
+
+
+def test_the_envelope_parser_follows_the_format() -> None:
+    body = (
+        b'{"event_id":"e1"}\n'
+        b'{"type":"attachment","length":8}\nline\ntwo\n'  # a payload holding a newline
+        b'{"type":"event"}\n{"no":"length"}\n'  # no length: up to the next newline
+        b'{"type":"client_report"}\n{}'  # the last item may end the body
+    )
+    envelope = parse_envelope(body)
+    assert envelope.headers == {"event_id": "e1"}
+    assert [(item.headers["type"], item.payload) for item in envelope.items] == [
+        ("attachment", b"line\ntwo"),
+        ("event", b'{"no":"length"}'),
+        ("client_report", b"{}"),
+    ]
+    with pytest.raises(ValueError, match="truncated"):
+        parse_envelope(b'{}\n{"type":"event","length":10}\nshort')
+    with pytest.raises(ValueError, match="not followed by a newline"):
+        parse_envelope(b'{}\n{"type":"event","length":2}\n{}x')
+    with pytest.raises(ValueError, match="bad item header"):
+        parse_envelope(b'{}\n{"length":2}\n{}')
 
 
 # --- what is sent ------------------------------------------------------------------------
@@ -145,12 +167,24 @@ async def test_a_retried_failure_and_a_nested_one_are_one_event_each(receiver: R
     async def checkout(sku: str, *, reserve: Any) -> None:
         await reserve(sku)
 
-    app = kernel.App("shop", register=[reserve, checkout])
+    @kernel.task("shop.quote", middleware=[mw.retry(attempts=3, wait=rs.backoff.constant(0))])
+    async def quote() -> None:
+        nonlocal attempts
+        attempts += 1
+        raise ArithmeticError(f"no price (attempt {attempts})")
+
+    app = kernel.App("shop", register=[reserve, checkout, quote])
     async with kernel.run(app, sentry=tracking(receiver)) as rt:
+        with pytest.raises(ArithmeticError):
+            await rt.run_task(quote)
+        assert attempts == 3
+        attempts = 0
         with pytest.raises(ConnectionError):
             await rt.run_task(checkout, "tea")
     assert attempts == 3
-    event = only_event(receiver)
+    quoted, event = receiver.events()  # sent in order, by sentry-sdk's one thread
+    assert exception_of(quoted)["value"] == "no price (attempt 3)"
+    assert quoted["tags"] == {"runner.task.id": "shop.quote", "runner.kind": "task"}
     # The last attempt's failure, reported by the caller's boundary, named by the task it
     # was raised in.
     assert exception_of(event)["value"] == "inventory down (attempt 3)"
