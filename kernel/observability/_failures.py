@@ -1,14 +1,14 @@
 """Which failures the runtime reports, once each, and with what tags: `Failures`.
 
 The runtime reports its *unexpected* failures to a `Reporter` (the Sentry client of
-`kernel.observability._sentry`; a list in tests). Where they are caught:
+`kernel.observability._sentry`; a recorder in tests). Where they are caught:
 
 - **Boundaries**: a task call (around its pipeline, outside every middleware: a retried
   failure is seen once, when the retry gives up), a hook run, and a durable execution's
-  attempt. A failure leaving a boundary is reported there, unless an
-  *enclosing* boundary will see it: a nested injected task's failure, propagating through
-  its caller, is reported once by the caller's boundary (the same exception object), and not
-  at all when the caller handles it. A durable attempt reports nothing itself: the worker
+  attempt. A failure leaving a boundary is reported there, unless an *enclosing* boundary
+  will see it: a nested injected task's failure, propagating through its caller, is
+  reported once by the caller's boundary (the same exception object), and not at all when
+  the caller handles it. A durable attempt reports nothing itself: the worker
   reports the execution's failure once, when it is final (`ExecutionWatch.failed`).
 - **Ends of the line**: a resource's init, dispose and background work (its
   ``scope.nursery``) fail where nobody else will see it: reported at once.
@@ -20,10 +20,10 @@ before it (a resource's ``scope.nursery``) is not enclosed, even while it runs.
 A failure is reported with the tags of every boundary it went through, the innermost winning
 (``runner.task.id`` names the task that raised, not its caller), ``runner.kind`` of the
 boundary that reported it, the ambient request, execution and trace ids, and its path
-(innermost first: ``["task shop.charge", "task shop.checkout"]``). The exception object
-remembers where it went (an attribute of its own) so that it is reported at most once,
-whichever boundaries it reaches; an exception group counts as reported when every unexpected
-exception in it is.
+(innermost first: ``["task shop.charge", "task shop.checkout"]``, at most `MAX_PATH` of
+them). The exception object remembers where it went (an attribute of its own) so that it is
+reported at most once, whichever boundaries it reaches; an exception group counts as
+reported when every unexpected exception in it is.
 
 Expected failures are never reported (`EXPECTED`, plus a config's ``ignore``): a group is
 unexpected when any exception in it is.
@@ -47,7 +47,15 @@ from kernel._errors import ConfigError, PublicError
 from kernel._shutdown import ShuttingDown
 from kernel.observability._logging import current_context, kernel_logger
 
-__all__ = ["EXPECTED", "ExecutionWatch", "Failures", "Label", "Reporter", "execution_watch"]
+__all__ = [
+    "EXPECTED",
+    "MAX_PATH",
+    "ExecutionWatch",
+    "Failures",
+    "Label",
+    "Reporter",
+    "execution_watch",
+]
 
 #: Failures that are not the app's: errors meant for the caller (`kernel.PublicError`), a
 #: call refused or cut short by a shutdown (`kernel.ShuttingDown`), input that does not fit
@@ -65,6 +73,9 @@ EXPECTED: Final[tuple[type[Exception], ...]] = (
 )
 
 _TRAIL: Final = "_trio_runner_trail"
+#: The most boundaries a trail remembers (an exception object raised over and over, and
+#: handled each time, must not grow one without end).
+MAX_PATH: Final = 32
 
 
 class Reporter(Protocol):
@@ -273,12 +284,17 @@ class Failures:
         if not unexpected:
             return
         trail = _trail(error)
+        if trail.reported:  # raised again after its report: nothing more to say
+            return
         if not trail.labels and error is not unexpected[0]:
             # A group made on the way (a nursery's): it went where its first exception went.
             first = _known(unexpected[0])
             if first is not None:
                 trail.labels.extend(first.labels)
-        trail.labels.append(label)
+        if len(trail.labels) < MAX_PATH:
+            trail.labels.append(label)
+        else:  # the boundary it leaves now is the one that counts
+            trail.labels[-1] = label
         if enclosing is not None and enclosing.encloses():
             return
         self._report(error, unexpected, trail)

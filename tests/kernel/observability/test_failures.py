@@ -18,7 +18,13 @@ from loguru import logger
 import kernel
 import middleware as mw
 import resilience as rs
-from kernel.observability._failures import EXPECTED, ExecutionWatch, Failures, execution_watch
+from kernel.observability._failures import (
+    EXPECTED,
+    MAX_PATH,
+    ExecutionWatch,
+    Failures,
+    execution_watch,
+)
 
 
 @attrs.define
@@ -233,3 +239,25 @@ async def test_a_hook_boundary_names_each_event_it_runs_for() -> None:
             await watched(emission)
     assert [tags["runner.event.id"] for _, tags, _ in recorder.reports] == ["a", "b", "a"]
     assert recorder.reports[0][2] == ["hook audit on a"]
+
+
+async def test_an_exception_raised_over_and_over_keeps_a_bounded_path() -> None:
+    recorder = Recorder()
+    failures = Failures(recorder)
+    inner, outer = boundary(failures, "inner"), boundary(failures, "outer")
+    shared = OSError("the same object every time")
+
+    async def handles_it() -> None:
+        with pytest.raises(OSError, match="the same object"):
+            await call(inner, lambda: raise_(shared))
+
+    for _ in range(MAX_PATH * 2):
+        await call(outer, handles_it)  # handled inside: never reported
+    assert recorder.reports == []
+    with pytest.raises(OSError, match="the same object"):
+        await call(boundary(failures, "last"), lambda: raise_(shared))
+    ((error, tags, path),) = recorder.reports
+    assert error is shared
+    assert len(path) == MAX_PATH
+    assert path[-1] == "task last"
+    assert tags["runner.task.id"] == "inner"  # where it was first raised
