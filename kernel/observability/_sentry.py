@@ -16,7 +16,8 @@ integrations at all (``default_integrations=False``, ``auto_enabling_integration
 the logging, threading, excepthook and stdlib ones would report what the runtime reports
 again, or patch the process; the atexit one is replaced by the flush when the runtime stops;
 argv and modules would send what nobody asked for. Local variables are never sent
-(``include_local_variables=False``), nor personal data (``send_default_pii=False``).
+(``include_local_variables=False``), nor personal data (sentry-sdk sends none by default,
+and the runtime adds no user, request body or header).
 
 Everything sent goes through ``before_send``: the event, after sentry-sdk serialised it, is
 redacted with the logs' policy (`kernel.Redaction`: the config's ``redact``, else the one
