@@ -52,6 +52,7 @@ from kernel._shutdown import ShuttingDown
 from kernel.exposure._remote import remote_task as remote
 from kernel.observability._logging import LogConfig
 from kernel.observability._redaction import Redaction
+from kernel.observability._sentry import SentryConfig
 from kernel.observability._tracing import TracingConfig
 
 __all__ = [
@@ -82,6 +83,7 @@ __all__ = [
     "ResourceInitError",
     "Runtime",
     "Scope",
+    "SentryConfig",
     "Service",
     "ShuttingDown",
     "Tag",

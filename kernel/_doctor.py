@@ -22,6 +22,9 @@ graph gives the single row ``graph``. The checks:
   redacted with the config's policy and searched for them, and no loguru handler of the
   process prints locals); ``metrics`` is on (``True`` or a registry), ``tracing`` is a
   ``TracingConfig`` with an exporter. A bare App fails them all.
+- ``error_tracking`` (with ``prod=True``, else n/a): the Service has a ``SentryConfig``,
+  sentry-sdk is installed, and what is sent is redacted: the config's policy, else the log
+  config's, passes the ``logs.redaction`` probe.
 - ``exposure.auth``, ``exposure.allow_lists``, ``exposure.body_limit``: every HTTP exposure
   (a resource tagged ``kernel.exposure``) has ``auth``; allows some task or event ids and
   no bare ``*``; and a ``body_limit`` of at most 10 MiB. n/a while no exposure is
@@ -31,6 +34,7 @@ graph gives the single row ``graph``. The checks:
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -46,8 +50,10 @@ from kernel._definitions import App, Resource, Task, tag
 from kernel._errors import KernelError
 from kernel._graph import Graph, Node, build_graph
 from kernel._service import Service, as_service
-from kernel.observability._audit import log_problems
+from kernel.observability._audit import log_problems, policy_leaks
 from kernel.observability._logging import LogConfig
+from kernel.observability._redaction import Redaction
+from kernel.observability._sentry import SENTRY_EXTRA
 from kernel.observability._tracing import TracingConfig
 from middleware.observability._metrics import MetricsRegistry
 
@@ -129,6 +135,7 @@ def diagnose(target: App | Service, *, prod: bool = False) -> list[Row]:
         _health_row(graph),
         *_shutdown_rows(as_service(target)),
         *_observability_rows(service),
+        _error_tracking_row(prod, service),
         *exposure_rows(graph),
     ]
 
@@ -381,6 +388,44 @@ def _observability_rows(service: Service | None) -> list[Row]:
         _metrics_row(service.metrics),
         _tracing_row(service.tracing),
     ]
+
+
+def _error_tracking_row(prod: bool, service: Service | None) -> Row:
+    check = "error_tracking"
+    if not prod:
+        return _na(check, "checked with --prod")
+    if service is None:
+        return _fail(check, "a bare App has no error tracking", _WRAP)
+    config = service.sentry
+    if config is None:
+        return _fail(
+            check,
+            "not configured: unexpected failures reach no one",
+            "pass sentry=kernel.SentryConfig(dsn=..., environment=..., release=...) to "
+            "kernel.Service",
+        )
+    if importlib.util.find_spec("sentry_sdk") is None:
+        return _fail(check, "sentry-sdk is not installed", SENTRY_EXTRA)
+    policy = config.redact
+    if policy is None:  # the logs' policy, as the runtime will use it
+        policy = service.log.redact if service.log is not None else Redaction()
+    if not policy.enabled:
+        return _fail(
+            check,
+            "redaction off: secrets and card numbers are sent",
+            "set SentryConfig(redact=True) or a kernel.Redaction(...)",
+        )
+    leaked = policy_leaks(policy)
+    if leaked:
+        return _fail(
+            check,
+            f"the redaction policy lets {' and '.join(leaked)} through",
+            "keep the default keys (extend them with kernel.Redaction(extra_keys=...)) "
+            "and cards and url_credentials on",
+        )
+    environment = "default" if config.environment is None else repr(config.environment)
+    release = "default" if config.release is None else repr(config.release)
+    return _pass(check, f"Sentry, environment {environment}, release {release}")
 
 
 # --- HTTP exposure ------------------------------------------------------------------------

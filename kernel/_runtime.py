@@ -31,8 +31,10 @@ from kernel._graph import Graph, Node, build_graph
 from kernel._health import HealthReport, Readiness, breakers_of, check_health, health_targets
 from kernel._scope import Scope
 from kernel._shutdown import Shutdown, ShuttingDown
+from kernel.observability._failures import Failures
 from kernel.observability._logging import LogConfig, install, kernel_logger, log_task_failure
 from kernel.observability._metrics import observe_primitives
+from kernel.observability._sentry import SentryConfig, track_errors
 from kernel.observability._tracing import Tracing, TracingConfig, start_tracing
 from middleware.observability._metrics import MetricsRegistry, default_registry, measure
 
@@ -81,9 +83,11 @@ class Runtime:
         drain_timeout: float = 30.0,
         tracing: Tracing | None = None,
         metrics: MetricsRegistry | None = None,
+        failures: Failures | None = None,
     ) -> None:
         self._graph = graph
         self._tracing = tracing
+        self._failures = failures
         #: The registry counting this runtime's task calls, or ``None`` when metrics are off.
         self.metrics = metrics
         self._policy = mw.Pipeline(middleware)
@@ -331,6 +335,8 @@ class Runtime:
     def _trace_hook(
         self, call: Callable[[Any], Awaitable[Any]], hook_id: str
     ) -> Callable[[Any], Awaitable[Any]]:
+        if self._failures is not None:  # inside the span: the report carries its trace id
+            call = self._failures.hook(call, hook_id)
         return call if self._tracing is None else self._tracing.hook(call, hook_id)
 
     def _hook_call(self, node: Node) -> Callable[[Any], Awaitable[Any]]:
@@ -365,6 +371,10 @@ class Runtime:
             measured = functools.partial(measure(self.metrics.task(definition.id)), runner)
             measured.__dict__.update(getattr(runner, "__dict__", {}))
             runner = measured
+        if self._failures is not None and self._tracing is None:
+            # The error tracking boundary, outside every middleware (with tracing on, it is
+            # a middleware inside the task's span instead: see `_running`).
+            runner = self._failures.task(definition.id, runner)
         if definition.input is not None or definition.result is not None:
             # At the edge, outside the middleware: a bad input is not worth a retry.
             runner = _validating(definition, runner)
@@ -428,6 +438,7 @@ class Runtime:
             kernel_logger(resource.node.id).opt(exception=resource.error).error(
                 "resource failed to initialise: {}", resource.error
             )
+            self._failed(resource.node.id, "init", resource.error)
             if first_error is None:
                 first_error = ResourceInitError(resource.node.id)
                 first_error.__cause__ = resource.error
@@ -468,6 +479,7 @@ class Runtime:
                 kernel_logger(node.id).opt(exception=exc).error(
                     "resource failed to dispose: {}", exc
                 )
+                self._failed(node.id, "dispose", exc)
                 exc.add_note(f"while disposing resource {node.id!r}")
                 self._dispose_errors.append(exc)
                 return
@@ -475,6 +487,11 @@ class Runtime:
             self._dispose_errors.append(
                 KernelError(f"resource {node.id!r}: its generator yielded more than once")
             )
+
+    def _failed(self, resource_id: str, phase: str, error: BaseException | None) -> None:
+        """Report a resource's failure to error tracking, when it is on."""
+        if self._failures is not None and error is not None:
+            self._failures.resource_failed(resource_id, phase, error)
 
     async def _announce_disposing(self) -> None:
         self._readiness.mark_stopping()
@@ -546,6 +563,9 @@ class _Hosted:
         self.scope.nursery.cancel_scope.cancel()
         try:
             return await self.opener.__aexit__(exc_type, exc, tb)
+        except BaseException as error:  # its background work crashed (or passes a crash on)
+            self.runtime._failed(self.node.id, "background", error)
+            raise
         finally:
             if self.started:
                 await self.runtime._dispose(self.node, self.generator)
@@ -610,6 +630,7 @@ async def run(
     log: LogConfig | None = None,
     tracing: TracingConfig | None = None,
     metrics: bool | MetricsRegistry = False,
+    sentry: SentryConfig | None = None,
 ) -> AsyncIterator[Runtime]:
     """Start ``app`` and yield its `Runtime`; dispose everything on the way out.
 
@@ -638,7 +659,9 @@ async def run(
     run, with resilience events as span events; ``metrics=True`` (the process-wide registry
     that `kernel.metrics.prometheus_text` reads) or a ``MetricsRegistry`` counts every task
     call (calls, errors, in flight, rate, p50/p95/p99) and the resilience primitives' events,
-    readable as ``rt.metrics.snapshot()``.
+    readable as ``rt.metrics.snapshot()``; ``sentry=kernel.SentryConfig(dsn=...)`` reports
+    each unexpected failure of a task, hook, resource or durable execution once to Sentry,
+    redacted as the logs are (the ``sentry`` extra; see `kernel.SentryConfig`).
     """
     if isinstance(metrics, bool):
         registry = default_registry if metrics else None
@@ -646,11 +669,20 @@ async def run(
         registry = metrics
     else:
         raise TypeError(f"kernel.run: metrics must be a bool or a MetricsRegistry, got {metrics!r}")
+    if sentry is not None and not isinstance(sentry, SentryConfig):
+        raise TypeError(f"kernel.run: sentry must be a kernel.SentryConfig or None, got {sentry!r}")
     graph = build_graph(app)
     installed = install(log) if log is not None else None
     try:
         async with _running(
-            graph, parallel_init, middleware, shutdown_signals, drain_timeout, tracing, registry
+            graph,
+            parallel_init,
+            middleware,
+            shutdown_signals,
+            drain_timeout,
+            tracing,
+            registry,
+            sentry,
         ) as runtime:
             yield runtime
     finally:
@@ -667,10 +699,10 @@ async def _running(
     drain_timeout: float,
     tracing: TracingConfig | None,
     registry: MetricsRegistry | None,
+    sentry: SentryConfig | None,
 ) -> AsyncIterator[Runtime]:
     traced = start_tracing(tracing) if tracing is not None else None
-    policy = (traced.middleware(), *middleware) if traced is not None else tuple(middleware)
-    runtime = Runtime(graph, policy, drain_timeout=drain_timeout, tracing=traced, metrics=registry)
+    policy: tuple[object, ...] = (traced.middleware(),) if traced is not None else ()
     body_error: Exception | None = None
     init_error: ResourceInitError | None = None
     async with AsyncExitStack() as stack:
@@ -678,6 +710,22 @@ async def _running(
             # Exported last, after the `disposed` hooks; resilience events become span events.
             stack.push_async_callback(traced.aclose)
             stack.enter_context(rs.observe(traced.events_listener()))
+        failures = None
+        if sentry is not None:
+            # Flushed after the `disposed` hooks; the task boundary is outside all middleware.
+            failures = await stack.enter_async_context(track_errors(sentry))
+            if traced is not None:  # inside the task's span (else the runner is wrapped)
+                policy += (failures.middleware(),)
+        runtime = Runtime(
+            graph,
+            (*policy, *middleware),
+            drain_timeout=drain_timeout,
+            tracing=traced,
+            metrics=registry,
+            failures=failures,
+        )
+        if failures is not None:
+            failures.attach(runtime)
         if registry is not None:
             stack.enter_context(observe_primitives(registry))
         # The runtime's own background work; cancelled after every resource is disposed.

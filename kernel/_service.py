@@ -12,6 +12,7 @@ from kernel._definitions import App
 from kernel._errors import DefinitionError
 from kernel._runtime import Runtime, run
 from kernel.observability._logging import LogConfig
+from kernel.observability._sentry import SentryConfig
 from kernel.observability._tracing import TracingConfig
 from middleware.observability._metrics import MetricsRegistry
 
@@ -48,6 +49,7 @@ class Service:
     log: LogConfig | None = None
     tracing: TracingConfig | None = None
     metrics: bool | MetricsRegistry = False
+    sentry: SentryConfig | None = None
 
     def options(self) -> dict[str, Any]:
         """The keyword arguments of `kernel.run` this service uses."""
@@ -59,6 +61,7 @@ class Service:
             "log": self.log,
             "tracing": self.tracing,
             "metrics": self.metrics,
+            "sentry": self.sentry,
         }
 
     def run(self) -> AbstractAsyncContextManager[Runtime]:

@@ -22,6 +22,7 @@ from kernel.durable._errors import (
 )
 from kernel.durable._records import AuditEntry, Execution, Status
 from kernel.durable._serde import dumps, loads
+from kernel.observability._failures import execution_watch
 from kernel.observability._logging import execution_id as log_execution_id
 from kernel.observability._logging import kernel_logger
 
@@ -160,13 +161,15 @@ class Worker:
     async def _execute(self, execution: Execution) -> None:
         engine = self.engine
         task = engine.workflow_task(execution.workflow)
+        # Error tracking: failures inside a run are the execution's, reported once, when final.
+        watch = execution_watch(engine.runtime, execution.id, execution.workflow)
         try:
             if task is None:
                 raise CorruptRecordError(
                     f"execution {execution.id!r}: workflow {execution.workflow!r} is not "
                     f"registered in this app"
                 )
-            value = await self._body(task, execution)
+            value = await watch.attempt(self._body, task, execution)
         except Suspend as suspend:
             await self._release(
                 execution,
@@ -179,12 +182,15 @@ class Worker:
         except LeaseLostError:
             raise
         except CompensationFailedError as exc:
+            watch.failed(exc)
             await self._release(execution, "compensation_failed", error=describe_error(exc))
         except _FATAL as exc:
+            watch.failed(exc)
             await self._release(execution, "failed", error=describe_error(exc))
         except Exception as exc:
             attempt = execution.attempt + 1
             if attempt >= engine.options.max_attempts:
+                watch.failed(exc)
                 await self._release(execution, "failed", error=describe_error(exc), attempt=attempt)
             else:
                 delay = retry_delay(attempt)

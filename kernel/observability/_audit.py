@@ -33,7 +33,7 @@ from kernel.observability._redaction import Redaction, safe_repr
 if TYPE_CHECKING:
     from loguru import Record
 
-__all__ = ["Problem", "log_problems"]
+__all__ = ["Problem", "log_problems", "policy_leaks"]
 
 _CARD: Final = "4111111111111111"
 _PASSWORD: Final = "doctor-probe-password"
@@ -67,7 +67,7 @@ def log_problems(config: LogConfig) -> list[Problem]:
     if not policy.enabled:
         problems.append(Problem("off: secrets and card numbers reach the sinks", _OFF_FIX))
     else:
-        leaked = _leaks(policy)
+        leaked = policy_leaks(policy)
         if leaked:
             problems.append(
                 Problem(
@@ -102,8 +102,9 @@ def _handler_problems(*, kernel_records_too: bool) -> list[Problem]:
     ]
 
 
-def _leaks(policy: Redaction) -> list[str]:
-    """What of the probe's secrets a sink could still see once the kernel redacted it."""
+def policy_leaks(policy: Redaction) -> list[str]:
+    """What of the probe's secrets a sink could still see once the kernel redacted it with
+    ``policy`` (``"a card number"``, ...; empty when none)."""
     exc = _probe_exception()
     secrets = {"card_number": _CARD, "password": _PASSWORD, "dsn": _dsn()}
     record = {

@@ -42,7 +42,7 @@ import math
 import os
 import sys
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from types import TracebackType
@@ -67,10 +67,12 @@ __all__ = [
     "Installed",
     "LogConfig",
     "active_redaction",
+    "current_context",
     "execution_id",
     "install",
     "kernel_logger",
     "log_task_failure",
+    "optional_level",
     "redact_record",
 ]
 
@@ -176,15 +178,23 @@ def _check_level(instance: LogConfig, attribute: attrs.Attribute[Any], value: An
         )
 
 
-def _check_task_failures(instance: LogConfig, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is None:
-        return
-    if not isinstance(value, str):
-        raise TypeError(f"LogConfig: task_failures must be a level name or None, got {value!r}")
-    if not _is_level(value):
-        raise ValueError(
-            f"LogConfig: task_failures must be a loguru level name or None, got {value!r}"
-        )
+def optional_level(owner: str) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
+    """An attrs validator: ``None`` or a loguru level name; errors name ``owner`` and the
+    field."""
+
+    def check(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if value is None:
+            return
+        if not isinstance(value, str):
+            raise TypeError(
+                f"{owner}: {attribute.name} must be a level name or None, got {value!r}"
+            )
+        if not _is_level(value):
+            raise ValueError(
+                f"{owner}: {attribute.name} must be a loguru level name or None, got {value!r}"
+            )
+
+    return check
 
 
 def _check_format(instance: LogConfig, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -239,7 +249,7 @@ class LogConfig:
         factory=Redaction, converter=_to_redaction, validator=_check_redaction
     )
     task_failures: str | None = attrs.field(
-        default=_DEFAULT_TASK_FAILURES, converter=_level_name, validator=_check_task_failures
+        default=_DEFAULT_TASK_FAILURES, converter=_level_name, validator=optional_level("LogConfig")
     )
 
 
@@ -335,7 +345,7 @@ class _Formatter:
             "message": self.policy.redact_text(record["message"]),
             "data": self.data(record["extra"].get("data")),
             "error": self.error(record),
-            "context": _context(),
+            "context": current_context(),
         }
 
     def pretty(self, record: Record) -> dict[str, str]:
@@ -344,7 +354,7 @@ class _Formatter:
         data = self.data(record["extra"].get("data"))
         if data:
             lines.append(f"data: {json.dumps(data, ensure_ascii=False)}")
-        context = {key: value for key, value in _context().items() if value is not None}
+        context = {key: value for key, value in current_context().items() if value is not None}
         if context:
             lines.append("context: " + " ".join(f"{k}={v}" for k, v in context.items()))
         error = self.error(record)
@@ -401,7 +411,7 @@ def _source(record: Record) -> str:
     return str(source)
 
 
-def _context() -> dict[str, str | None]:
+def current_context() -> dict[str, str | None]:
     """Execution id, and the current OpenTelemetry span's ids when it is a valid one.
 
     OpenTelemetry is looked up in ``sys.modules``: a span can only be current when

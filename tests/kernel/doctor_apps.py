@@ -82,6 +82,9 @@ good = kernel.Service(
     log=LogConfig(format="json"),
     metrics=True,
     tracing=TracingConfig(service_name="shop", exporter="otlp"),
+    sentry=kernel.SentryConfig(
+        dsn="https://public@o0.ingest.sentry.io/0", environment="production", release="1.4.2"
+    ),
 )
 
 # --- bad: every check it can fail fails ---------------------------------------------------
@@ -150,6 +153,23 @@ unlogged = kernel.Service(
 )
 #: A kernel.Service with the defaults: no log config, no metrics, no tracing.
 plain = kernel.Service(app=good_app)
+#: Error tracking with sentry-sdk's default environment and release, and the logs' policy.
+tracked = kernel.Service(
+    app=good_app, sentry=kernel.SentryConfig(dsn="https://public@o0.ingest.sentry.io/0")
+)
+#: Error tracking sending what it is given: redaction off, in the log config it follows.
+tracked_unredacted = kernel.Service(
+    app=good_app,
+    log=LogConfig(redact=False),
+    sentry=kernel.SentryConfig(dsn="https://public@o0.ingest.sentry.io/0"),
+)
+#: Error tracking with a policy of its own that lets card numbers through.
+tracked_leaky = kernel.Service(
+    app=good_app,
+    sentry=kernel.SentryConfig(
+        dsn="https://public@o0.ingest.sentry.io/0", redact=kernel.Redaction(cards=False)
+    ),
+)
 
 
 @kernel.task("lonely", deps={"clock": clock})

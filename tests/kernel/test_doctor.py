@@ -38,6 +38,7 @@ CHECKS = [
     "logs.redaction",
     "metrics",
     "tracing",
+    "error_tracking",
     "exposure.auth",
     "exposure.allow_lists",
     "exposure.body_limit",
@@ -85,6 +86,7 @@ def test_the_good_service_passes_every_check() -> None:
         ),
         "metrics": ("pass", "on", None),
         "tracing": ("pass", "service 'shop', exporter otlp", None),
+        "error_tracking": ("n/a", "checked with --prod", None),
         **NO_EXPOSURE,
     }
 
@@ -196,6 +198,41 @@ def test_external_io_rows_are_not_applicable_without_external_io() -> None:
         "no resource is tagged kernel.tags.external_io",
         None,
     )
+
+
+def test_error_tracking_is_checked_with_prod() -> None:
+    def row(target: object) -> tuple[str, str, str | None]:
+        return table(diagnose(target, prod=True))["error_tracking"]  # type: ignore[arg-type]
+
+    assert row(apps.good) == ("pass", "Sentry, environment 'production', release '1.4.2'", None)
+    assert row(apps.tracked) == ("pass", "Sentry, environment default, release default", None)
+    assert row(apps.good_app) == ("fail", "a bare App has no error tracking", WRAP)
+    assert row(apps.plain) == (
+        "fail",
+        "not configured: unexpected failures reach no one",
+        "pass sentry=kernel.SentryConfig(dsn=..., environment=..., release=...) to kernel.Service",
+    )
+    # The config follows the log config's policy: off there, off here.
+    assert row(apps.tracked_unredacted) == (
+        "fail",
+        "redaction off: secrets and card numbers are sent",
+        "set SentryConfig(redact=True) or a kernel.Redaction(...)",
+    )
+    assert row(apps.tracked_leaky)[:2] == (
+        "fail",
+        "the redaction policy lets a card number through",
+    )
+
+
+def test_error_tracking_fails_without_sentry_sdk(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = _doctor.importlib.util.find_spec
+    monkeypatch.setattr(
+        _doctor.importlib.util,
+        "find_spec",
+        lambda name, *args: None if name == "sentry_sdk" else real(name, *args),
+    )
+    found = table(diagnose(apps.good, prod=True))["error_tracking"]
+    assert found == ("fail", "sentry-sdk is not installed", "pip install 'trio-runner[sentry]'")
 
 
 def test_an_invalid_graph_gives_one_failed_row() -> None:
@@ -479,5 +516,5 @@ def test_doctor_as_a_program() -> None:
         check=False,
     )
     assert (done.returncode, done.stderr) == (1, "")
-    assert done.stdout.splitlines()[-1] == "2 passed, 8 failed, 4 not applicable"
+    assert done.stdout.splitlines()[-1] == "2 passed, 8 failed, 5 not applicable"
     assert "\N{BALLOT X}  external_io.resilience  till.charge " in done.stdout

@@ -153,6 +153,7 @@ async def test_a_service_bundles_the_app_and_its_run_options(autojump_clock) -> 
         "log": None,
         "tracing": None,
         "metrics": False,
+        "sentry": None,
     }
     async with kernel.Service(app=app, shutdown_signals=False).run() as rt:
         assert rt.graph.root.id == "svc"
