@@ -13,6 +13,7 @@ does not import coredis; building a `Store` does.
 """
 
 from resilience._errors import StoreUnavailable
+from resilience.redis._ratelimit import RateLimiter, RateLimiterStatistics
 from resilience.redis._store import Store
 
-__all__ = ["Store", "StoreUnavailable"]
+__all__ = ["RateLimiter", "RateLimiterStatistics", "Store", "StoreUnavailable"]

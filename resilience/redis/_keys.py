@@ -12,7 +12,7 @@ import itertools
 import uuid
 from typing import Any
 
-__all__ = ["IdSource", "check_label", "check_user_key", "key_of"]
+__all__ = ["IdSource", "check_label", "check_user_key", "is_label", "key_of"]
 
 
 def check_label(owner: str, field: str, value: Any) -> str:
@@ -27,6 +27,11 @@ def check_label(owner: str, field: str, value: Any) -> str:
     if "{" in value or "}" in value:
         raise ValueError(f"{owner}: {field} must not contain '{{' or '}}', got {value!r}")
     return value
+
+
+def is_label(instance: Any, attribute: Any, value: Any) -> None:
+    """attrs validator: `check_label` for the field (a primitive's ``name``)."""
+    check_label(type(instance).__name__, attribute.name, value)
 
 
 def check_user_key(owner: str, value: Any, *, optional: bool) -> str | None:

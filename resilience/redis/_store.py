@@ -34,13 +34,13 @@ from loguru import logger
 from resilience import _observe
 from resilience._errors import StoreUnavailable
 from resilience._validate import fail, positive_duration, to_seconds
-from resilience.redis._keys import IdSource, check_label, key_of
+from resilience.redis._keys import IdSource, is_label, key_of
 from resilience.redis._scripts import Script
 
 if TYPE_CHECKING:
     import coredis
 
-__all__ = ["PROBE_INTERVAL", "REDIS_EXTRA", "Store"]
+__all__ = ["PROBE_INTERVAL", "REDIS_EXTRA", "Store", "is_store"]
 
 #: Seconds between two probes of an unreachable Redis (the contract: at least once a second).
 PROBE_INTERVAL: Final = 0.5
@@ -72,13 +72,9 @@ def _check_client(instance: Any, attribute: attrs.Attribute[Any], value: Any) ->
         )
 
 
-def _check_prefix(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    check_label(type(instance).__name__, attribute.name, value)
-
-
 def _check_name(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is not None:
-        check_label(type(instance).__name__, attribute.name, value)
+        is_label(instance, attribute, value)
 
 
 def _finite(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -124,7 +120,7 @@ class Store:
     client: coredis.Redis[Any] | coredis.RedisCluster[Any] = attrs.field(
         validator=_check_client, repr=False
     )
-    prefix: str = attrs.field(default="trio-runner", kw_only=True, validator=_check_prefix)
+    prefix: str = attrs.field(default="trio-runner", kw_only=True, validator=is_label)
     op_timeout: float = attrs.field(
         default=0.25, kw_only=True, converter=to_seconds, validator=[positive_duration, _finite]
     )
@@ -383,3 +379,11 @@ class Store:
     def source(self) -> str:
         """The ``source`` of this store's events: ``name``, or the prefix."""
         return self.prefix if self.name is None else self.name
+
+
+def is_store(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """attrs validator of a shared primitive's ``store``."""
+    if not isinstance(value, Store):
+        fail(
+            instance, attribute.name, f"must be a resilience.redis.Store, got {value!r}", TypeError
+        )

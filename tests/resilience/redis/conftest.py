@@ -35,6 +35,7 @@ def new_prefix() -> str:
 
 @pytest.fixture
 async def store(redis: RedisServer) -> AsyncIterator[shared.Store]:
-    """An open store on the session's server, with a prefix of its own."""
-    async with shared.Store.from_url(redis.url, prefix=new_prefix()) as opened:
+    """An open store on the session's server, with a prefix of its own. Its op_timeout is
+    generous (the machine is shared); tests of timeouts build stores of their own."""
+    async with shared.Store.from_url(redis.url, prefix=new_prefix(), op_timeout=2.0) as opened:
         yield opened
