@@ -128,9 +128,11 @@ local function window_totals(calls, failed, slow)
     local width = window_size / 100
     local current = math.floor(now / width)
     if calls > 0 then
-      redis.call('HINCRBY', window_key, current .. ':c', calls)
-      redis.call('HINCRBY', window_key, current .. ':f', failed)
-      redis.call('HINCRBY', window_key, current .. ':s', slow)
+      -- (string.format: Lua writes large numbers as 1.8e+15 when it concatenates them.)
+      local slice = string.format('%d', current)
+      redis.call('HINCRBY', window_key, slice .. ':c', calls)
+      redis.call('HINCRBY', window_key, slice .. ':f', failed)
+      redis.call('HINCRBY', window_key, slice .. ':s', slow)
     end
     local totals = {c = 0, f = 0, s = 0}
     local flat = redis.call('HGETALL', window_key)
@@ -259,7 +261,7 @@ local function flush(view_epoch, trip_duration, forget)
   if window_kind ~= '' then
     if window_kind == 'time' then
       redis.call('HSET', own_key, proc,
-                 own_calls .. ' ' .. own_failed .. ' ' .. own_slow .. ' ' .. now)
+                 own_calls .. ' ' .. own_failed .. ' ' .. own_slow .. ' ' .. string.format('%d', now))
     end
     local c, f, sl, shares = window_totals(w_calls, w_failed, w_slow)
     if crosses(c, f, sl) then

@@ -79,8 +79,8 @@ class Config:
         ]
 
 
-FAMILIES = dict(
-    consecutive=st.builds(
+FAMILIES = {
+    "consecutive": st.builds(
         Config,
         threshold=st.integers(1, 3),
         failure_ratio=st.none(),
@@ -92,7 +92,7 @@ FAMILIES = dict(
         max_probes=st.integers(1, 2),
         veto=st.sampled_from([500_000, 10_000_000]),
     ),
-    consecutive_slow=st.builds(  # with a slow-call ratio over a count window
+    "consecutive_slow": st.builds(  # with a slow-call ratio over a count window
         Config,
         threshold=st.integers(1, 3),
         failure_ratio=st.none(),
@@ -104,7 +104,7 @@ FAMILIES = dict(
         max_probes=st.just(1),
         veto=st.just(10_000_000),
     ),
-    ratio_count=st.builds(
+    "ratio_count": st.builds(
         Config,
         threshold=st.just(0),
         failure_ratio=st.sampled_from([0.5, 1.0]),
@@ -116,7 +116,7 @@ FAMILIES = dict(
         max_probes=st.integers(1, 2),
         veto=st.just(10_000_000),
     ),
-    ratio_time=st.builds(
+    "ratio_time": st.builds(
         Config,
         threshold=st.just(0),
         failure_ratio=st.just(0.5),
@@ -128,7 +128,7 @@ FAMILIES = dict(
         max_probes=st.integers(1, 2),
         veto=st.just(10_000_000),
     ),
-)
+}
 
 
 @attrs.define
