@@ -13,8 +13,16 @@ does not import coredis; building a `Store` does.
 """
 
 from resilience._errors import StoreUnavailable
+from resilience.redis._bulkhead import Bulkhead
 from resilience.redis._circuit import CircuitBreaker
 from resilience.redis._ratelimit import RateLimiter, RateLimiterStatistics
 from resilience.redis._store import Store
 
-__all__ = ["CircuitBreaker", "RateLimiter", "RateLimiterStatistics", "Store", "StoreUnavailable"]
+__all__ = [
+    "Bulkhead",
+    "CircuitBreaker",
+    "RateLimiter",
+    "RateLimiterStatistics",
+    "Store",
+    "StoreUnavailable",
+]
