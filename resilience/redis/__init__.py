@@ -14,12 +14,15 @@ does not import coredis; building a `Store` does.
 
 from resilience._errors import StoreUnavailable
 from resilience.redis._bulkhead import Bulkhead
+from resilience.redis._cache import Cache, CacheStatistics
 from resilience.redis._circuit import CircuitBreaker
 from resilience.redis._ratelimit import RateLimiter, RateLimiterStatistics
 from resilience.redis._store import Store
 
 __all__ = [
     "Bulkhead",
+    "Cache",
+    "CacheStatistics",
     "CircuitBreaker",
     "RateLimiter",
     "RateLimiterStatistics",

@@ -134,6 +134,7 @@ class Store:
     #: False from the moment a round trip found Redis unreachable until one succeeds again.
     available: bool = attrs.field(init=False, default=True)
     _open: bool = attrs.field(init=False, default=False, repr=False)
+    _closing: bool = attrs.field(init=False, default=False, repr=False)
     _stack: AsyncExitStack | None = attrs.field(init=False, default=None, repr=False)
     _nursery: trio.Nursery | None = attrs.field(init=False, default=None, repr=False)
     _errors: tuple[type[BaseException], ...] = attrs.field(init=False, default=(), repr=False)
@@ -188,7 +189,7 @@ class Store:
             await stack.aclose()
             raise
         self._stack = stack
-        self._open = True
+        self._open, self._closing = True, False
         return self
 
     async def __aexit__(
@@ -209,11 +210,12 @@ class Store:
         stack, nursery = self._stack, self._nursery
         if stack is None or nursery is None:
             return
-        self._open = False
+        self._closing = True  # no new background work; give-backs still running may finish
         if self._cleanups:
             self._cleaned = trio.Event()
             with trio.CancelScope(shield=True), trio.move_on_after(self.op_timeout):
                 await self._cleaned.wait()
+        self._open = False
         nursery.cancel_scope.cancel()
         self._stack = self._nursery = None
         # The nursery and the client exit in the scope they were entered in (a shield
@@ -235,7 +237,7 @@ class Store:
         reservation), which closing the store waits for (up to ``op_timeout``); otherwise a
         loop, which closing cancels. ``fn`` must not raise (the nursery would crash)."""
         nursery = self._nursery
-        if nursery is None or not self._open:
+        if nursery is None or not self._open or self._closing:
             return False
         if cleanup:
             self._cleanups += 1
@@ -366,7 +368,7 @@ class Store:
     async def _probe(self) -> None:
         """``PING`` every `PROBE_INTERVAL` seconds until Redis answers (then `_up` ran)."""
         try:
-            while not self.available:
+            while not self.available and not self._closing:
                 started = trio.current_time()
                 try:
                     await self.ping()
