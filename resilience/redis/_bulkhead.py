@@ -49,7 +49,7 @@ T = TypeVar("T")
 KIND: Final = "bulkhead"
 _SCRIPT = script("bulkhead")
 #: Seconds between two polls of a process's waiters.
-POLL_INTERVAL: Final = 0.05
+POLL_INTERVAL: Final = 0.02
 #: Seconds a waiter keeps its place in the queue without polling.
 PLACE: Final = 2.0
 _LOCAL: Final = "local"
