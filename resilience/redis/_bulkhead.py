@@ -39,7 +39,7 @@ from resilience._errors import BulkheadFull, StoreUnavailable
 from resilience._validate import fail, positive_duration, to_seconds
 from resilience.redis._keys import is_label
 from resilience.redis._scripts import script
-from resilience.redis._store import Store, is_store
+from resilience.redis._store import Store, StoreClosed, is_store
 
 __all__ = ["POLL_INTERVAL", "Bulkhead"]
 
@@ -368,6 +368,8 @@ class Bulkhead:
                 self._settle(waiter, error=exc)
             await trio.sleep(POLL_INTERVAL)
             return
+        except StoreClosed:
+            await trio.sleep_forever()  # the store's nursery is being cancelled
         except Exception:
             logger.opt(exception=True).error("bulkhead {!r}: a poll failed", self.name)
             await trio.sleep(POLL_INTERVAL)

@@ -47,7 +47,7 @@ from resilience._validate import fail, is_bool, non_negative_duration, positive_
 from resilience.redis._codec import dumps, loads, return_type
 from resilience.redis._keys import check_user_key, is_label
 from resilience.redis._scripts import script
-from resilience.redis._store import Store, is_store
+from resilience.redis._store import Store, StoreClosed, is_store
 
 __all__ = ["POLL_INTERVAL", "Cache", "CacheStatistics"]
 
@@ -369,6 +369,8 @@ class Cache:
         """A background refresh of a stale entry; never raises an Exception."""
         try:
             await self._compute_locked(key, token, fn, returns, args, kwargs)
+        except StoreClosed:
+            pass
         except Exception as exc:
             if _observe.listeners:
                 _observe.emit("cache.refresh_failed", self.name, key=key, error=exc)
@@ -381,6 +383,8 @@ class Cache:
                     reply = await self._run("renew", key, token, self._lease_ms())
                 except StoreUnavailable:
                     continue  # the store probes; the lease may run out meanwhile
+                except StoreClosed:
+                    return
                 except Exception:
                     logger.opt(exception=True).error(
                         "cache {!r}: renewing the lock of key {!r} failed", self.name, key
@@ -392,7 +396,7 @@ class Cache:
     async def _release(self, key: str, token: str) -> None:
         try:
             await self._run("release", key, token)
-        except StoreUnavailable:
+        except (StoreUnavailable, StoreClosed):
             pass  # the lock expires with its lease
         except Exception:
             logger.opt(exception=True).error(

@@ -69,7 +69,7 @@ from resilience._validate import fail, positive_duration, to_seconds
 from resilience.redis._circuit_view import UNKNOWN, View, parse_view
 from resilience.redis._keys import is_label
 from resilience.redis._scripts import script
-from resilience.redis._store import Store, is_store
+from resilience.redis._store import Store, StoreClosed, is_store
 
 __all__ = ["CircuitBreaker"]
 
@@ -519,8 +519,8 @@ class CircuitBreaker:
             sent = _current_time()
             args = ["done", *self._head(), lease, epoch, outcome, slow, reopen]
             self._apply(await self.store.run(_SCRIPT, self._keys, args), sent)
-        except StoreUnavailable:
-            pass  # the outage is reported already; the lease expires on its own
+        except (StoreUnavailable, StoreClosed):
+            pass  # the outage is reported already (or the store closes); the lease expires
         except Exception:
             logger.opt(exception=True).error(
                 "circuit {!r}: reporting a probe's outcome failed", self.name
@@ -650,7 +650,7 @@ class CircuitBreaker:
                 idle = 0 if self._has_counts() else idle + 1
                 try:
                     await self._sync()
-                except StoreUnavailable:
+                except (StoreUnavailable, StoreClosed):
                     return
                 except Exception:
                     logger.opt(exception=True).error("circuit {!r}: sync failed", self.name)

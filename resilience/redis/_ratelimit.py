@@ -42,7 +42,7 @@ from resilience._validate import fail, to_seconds
 from resilience.redis._keys import check_user_key, is_label
 from resilience.redis._lanes import Lanes, Ticket
 from resilience.redis._scripts import Script, script
-from resilience.redis._store import Store, is_store
+from resilience.redis._store import Store, StoreClosed, is_store
 
 __all__ = ["Decision", "RateLimiter", "RateLimiterStatistics"]
 
@@ -347,7 +347,7 @@ class RateLimiter:
     async def _run_give_back(self, script_: Script, key: str | None, args: list[Any]) -> None:
         try:
             await self.store.run(script_, self._keys(key), args)
-        except StoreUnavailable:
+        except (StoreUnavailable, StoreClosed):
             pass  # the reservation expires with its key; the outage is reported already
         except Exception:
             logger.opt(exception=True).error(

@@ -40,7 +40,7 @@ from resilience.redis._scripts import Script
 if TYPE_CHECKING:
     import coredis
 
-__all__ = ["PROBE_INTERVAL", "REDIS_EXTRA", "Store", "is_store"]
+__all__ = ["PROBE_INTERVAL", "REDIS_EXTRA", "Store", "StoreClosed", "is_store"]
 
 #: Seconds between two probes of an unreachable Redis (the contract: at least once a second).
 PROBE_INTERVAL: Final = 0.5
@@ -51,6 +51,11 @@ REDIS_EXTRA: Final = "install the `redis` extra: pip install 'trio-runner[redis]
 PosArgsT = TypeVarTuple("PosArgsT")
 Reply = Any
 OnUnavailable = Literal["raise", "local"]
+
+
+class StoreClosed(RuntimeError):
+    """The store is not open (the `RuntimeError` its users see); background work of the
+    primitives that meets it while the store closes stops quietly."""
 
 
 def _coredis() -> Any:
@@ -224,7 +229,7 @@ class Store:
 
     def _check_open(self) -> None:
         if not self._open:
-            raise RuntimeError(
+            raise StoreClosed(
                 "resilience.redis.Store: the store is not open; use `async with store:` "
                 "(or register kernel.redis.resource(id, store) in your app) around its use"
             )
