@@ -21,6 +21,8 @@ from cattrs.preconf.json import make_converter
 __all__ = ["dumps", "loads", "return_type"]
 
 _converter = make_converter()
+# `object` (as in `dict[str, object]`) promises nothing about a value: JSON data as it is.
+_converter.register_structure_hook(object, lambda value, _: value)
 
 
 def dumps(value: Any, *, what: str) -> str:
