@@ -22,7 +22,8 @@ __all__ = ["dumps", "loads", "return_type"]
 
 _converter = make_converter()
 # `object` (as in `dict[str, object]`) promises nothing about a value: JSON data as it is.
-_converter.register_structure_hook(object, lambda value, _: value)
+# (A predicate, not a class hook: cattrs dispatches class hooks to subclasses too.)
+_converter.register_structure_hook_func(lambda type_: type_ is object, lambda value, _: value)
 
 
 def dumps(value: Any, *, what: str) -> str:

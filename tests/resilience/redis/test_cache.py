@@ -63,10 +63,12 @@ async def test_values_come_back_as_the_functions_type(
     assert (stats.hits, stats.misses) == (1, 1)
     assert [e.kind for e in events if e.kind.startswith("cache")] == ["cache.miss", "cache.hit"]
 
-    async def untyped() -> dict[str, object]:
-        return {"a": [1, 2]}
+    async def loose() -> dict[str, object]:  # `object`: any JSON data, as it is
+        return {"a": [1, 2], "b": None}
 
-    assert await cache.get_or_compute_as(None, "raw", untyped) == {"a": [1, 2]}
+    assert await cache.get_or_compute("loose", loose) == {"a": [1, 2], "b": None}
+    assert await cache.get_or_compute("loose", loose) == {"a": [1, 2], "b": None}
+    assert await cache.get_or_compute_as(None, "raw", loose) == {"a": [1, 2], "b": None}
 
 
 async def test_a_value_that_is_not_json_is_refused_clearly(store: shared.Store) -> None:
