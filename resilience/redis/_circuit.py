@@ -160,6 +160,7 @@ class CircuitBreaker:
     _n_cancel: int = attrs.field(init=False, default=0, repr=False)
     _n_slow: int = attrs.field(init=False, default=0, repr=False)
     _n_reject: int = attrs.field(init=False, default=0, repr=False)
+    # Minus the successes counted before this epoch (see `_flush_args`).
     _w_calls: int = attrs.field(init=False, default=0, repr=False)
     _w_failures: int = attrs.field(init=False, default=0, repr=False)
     _w_slow: int = attrs.field(init=False, default=0, repr=False)
@@ -261,12 +262,10 @@ class CircuitBreaker:
                 except BaseException:
                     self._n_cancel += 1
                     raise
+                # The whole bookkeeping of a closed-state success (see `_flush_args`).
                 self._n_success += 1
-                self._w_calls += 1
                 self._last_success = now
                 self._run_start = None
-                if self._fail_times:
-                    self._fail_times.clear()
                 if not self._looping:
                     self._start_loop()
                 return result
@@ -470,7 +469,6 @@ class CircuitBreaker:
     def _closed_outcome(self, start: float, failed: bool) -> None:
         end = _current_time()
         slow = self.slow_call_duration is not None and end - start >= self.slow_call_duration
-        self._w_calls += 1
         if slow:
             self._n_slow += 1
             self._w_slow += 1
@@ -484,7 +482,6 @@ class CircuitBreaker:
             self._n_success += 1
             self._last_success = start
             self._run_start = None
-            self._fail_times.clear()
         if self._tracker is not None:
             self._tracker.add(end, failed, slow)
         if not self._looping:
@@ -570,12 +567,17 @@ class CircuitBreaker:
             self._config[10] = _us(max(trip, 10 * self.sync_interval))
             self._forget_us = max(self._forget_us, 2 * self._config[10])
         lifetime = [self._n_success, self._n_failure, self._n_cancel, self._n_slow, self._n_reject]
-        window = [self._w_calls, self._w_failures, self._w_slow]
+        # The closed-state calls of this epoch: its successes (those counted before the
+        # epoch began are `_w_calls`'s negative base) and its failures.
+        calls = self._n_success + self._w_calls + self._w_failures
+        window = [calls, self._w_failures, self._w_slow]
         self._n_success = self._n_failure = self._n_cancel = self._n_slow = self._n_reject = 0
         self._w_calls = self._w_failures = self._w_slow = 0
         last_success, run_start = self._last_success, self._run_start
         self._last_success = None
-        ages = [_us(now - t) for t in self._fail_times]
+        # Failures since this process's latest success (successes do not clear the list:
+        # the hot path stays three writes).
+        ages = [_us(now - t) for t in self._fail_times if last_success is None or t > last_success]
         self._fail_times.clear()
         own = [0, 0, 0]
         tracker = self._tracker
@@ -612,7 +614,8 @@ class CircuitBreaker:
         if view.epoch != old.epoch:
             # Counts of the previous circuit epoch would be dropped by Redis anyway. (The
             # run of failures goes on: it is this process's, whatever the circuit did.)
-            self._w_calls = self._w_failures = self._w_slow = 0
+            self._w_calls = -self._n_success  # the successes so far are the old epoch's
+            self._w_failures = self._w_slow = 0
             self._fail_times.clear()
             self._probes_full_until = -math.inf
             if self._tracker is not None:
