@@ -37,9 +37,10 @@ import resilience as rs
 from resilience import _observe
 from resilience._errors import BulkheadFull, StoreUnavailable
 from resilience._validate import fail, positive_duration, to_seconds
+from resilience.redis._entries import Entries
 from resilience.redis._keys import is_label
 from resilience.redis._scripts import script
-from resilience.redis._store import Store, StoreClosed, is_store
+from resilience.redis._store import LOCAL, Store, StoreClosed, is_store
 
 __all__ = ["POLL_INTERVAL", "Bulkhead"]
 
@@ -101,9 +102,7 @@ class Bulkhead:
     _waiters: dict[str, _Waiter] = attrs.field(init=False, factory=dict, repr=False)
     _releases: list[str] = attrs.field(init=False, factory=list, repr=False)
     _giveups: list[str] = attrs.field(init=False, factory=list, repr=False)
-    _entries: dict[trio.lowlevel.Task, list[str]] = attrs.field(
-        init=False, factory=dict, repr=False
-    )
+    _entries: Entries[str] = attrs.field(init=False, factory=Entries, repr=False)
     _keeping: bool = attrs.field(init=False, default=False, repr=False)
     _wake: trio.Event = attrs.field(init=False, factory=trio.Event, repr=False)
     _rejected: int = attrs.field(init=False, default=0, repr=False)
@@ -138,13 +137,9 @@ class Bulkhead:
         Always a checkpoint (a round trip). Cancellation while waiting takes no permit (one
         granted meanwhile is given back in the background).
         """
-        store = self.store
-        if not store.use_local:
-            try:
-                return await self._shared_acquire()
-            except StoreUnavailable:
-                if store.on_unavailable != "local":
-                    raise
+        permit = await self.store.shared(self._shared_acquire)
+        if permit is not LOCAL:
+            return permit  # type: ignore[return-value]
         await self._local.acquire()
         return _LOCAL
 
@@ -172,8 +167,7 @@ class Bulkhead:
         return result
 
     async def __aenter__(self) -> Bulkhead:
-        permit = await self.acquire()
-        self._entries.setdefault(trio.lowlevel.current_task(), []).append(permit)
+        self._entries.push(await self.acquire())
         return self
 
     async def __aexit__(
@@ -182,31 +176,21 @@ class Bulkhead:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        task = trio.lowlevel.current_task()
-        stack = self._entries[task]
-        permit = stack.pop()
-        if not stack:
-            del self._entries[task]
-        await self._leave(permit, exc)
+        await self._leave(self._entries.pop(), exc)
 
     async def statistics(self) -> rs.BulkheadStatistics:
         """The fleet's holders and waiters now (one round trip), and this process's
         rejections. While the store answers locally, the in-process bulkhead's figures."""
-        store = self.store
-        if not store.use_local:
-            try:
-                _, active, queued = await self._round_trip()
-            except StoreUnavailable:
-                if store.on_unavailable != "local":
-                    raise
-            else:
-                return rs.BulkheadStatistics(
-                    max_concurrent=self.max_concurrent,
-                    active=active,
-                    queued=queued,
-                    rejected=self._rejected,
-                )
-        return self._local.statistics()
+        counts = await self.store.shared(self._round_trip)
+        if counts is LOCAL:
+            return self._local.statistics()
+        _, active, queued = counts  # type: ignore[misc]
+        return rs.BulkheadStatistics(
+            max_concurrent=self.max_concurrent,
+            active=active,
+            queued=queued,
+            rejected=self._rejected,
+        )
 
     # ------------------------------------------------------------------- acquire
 

@@ -47,7 +47,7 @@ from resilience._validate import fail, is_bool, non_negative_duration, positive_
 from resilience.redis._codec import dumps, loads, return_type
 from resilience.redis._keys import check_user_key, is_label
 from resilience.redis._scripts import script
-from resilience.redis._store import Store, StoreClosed, is_store
+from resilience.redis._store import LOCAL, Store, StoreClosed, is_store
 
 __all__ = ["POLL_INTERVAL", "Cache", "CacheStatistics"]
 
@@ -178,13 +178,13 @@ class Cache:
         """Delete ``key``'s entry and lock (one round trip); see the module docstring."""
         check_user_key(type(self).__name__, key, optional=False)
         self._local.invalidate(key)
-        await self._shared_or_local(lambda: self._run("invalidate", key))
+        await self.store.shared(lambda: self._run("invalidate", key))
 
     async def clear(self) -> None:
         """Delete every entry and lock of this cache (``SCAN`` + ``UNLINK``, a round trip
         per 500 keys)."""
         self._local.clear()
-        await self._shared_or_local(self._clear)
+        await self.store.shared(self._clear)
 
     async def statistics(self) -> CacheStatistics:
         """This process's counts (see `CacheStatistics`). No round trip."""
@@ -198,16 +198,6 @@ class Cache:
 
     # ------------------------------------------------------------------- lookups
 
-    async def _shared_or_local(self, operation: Callable[[], Awaitable[object]]) -> None:
-        store = self.store
-        if store.use_local:
-            return
-        try:
-            await operation()
-        except StoreUnavailable:
-            if store.on_unavailable != "local":
-                raise
-
     async def _get(
         self,
         key: str,
@@ -217,15 +207,10 @@ class Cache:
         kwargs: dict[str, Any],
     ) -> Any:
         check_user_key(type(self).__name__, key, optional=False)
-        store = self.store
-        if not store.use_local:
-            try:
-                if not self.single_flight:
-                    return await self._fetch(key, fn, returns, args, kwargs)
-                return await self._in_flight(key, fn, returns, args, kwargs)
-            except StoreUnavailable:
-                if store.on_unavailable != "local":
-                    raise
+        lookup = self._in_flight if self.single_flight else self._fetch
+        value = await self.store.shared(lambda: lookup(key, fn, returns, args, kwargs))
+        if value is not LOCAL:
+            return value
         self._local_calls += 1
         return await self._local.get_or_compute(key, self._compute, fn, returns, args, kwargs, key)
 

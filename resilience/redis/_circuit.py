@@ -67,9 +67,10 @@ from resilience._circuit_window import TimeTracker, Window
 from resilience._errors import CircuitOpen, StoreUnavailable
 from resilience._validate import fail, positive_duration, to_seconds
 from resilience.redis._circuit_view import UNKNOWN, View, parse_view
+from resilience.redis._entries import Entries
 from resilience.redis._keys import is_label
 from resilience.redis._scripts import script
-from resilience.redis._store import Store, StoreClosed, is_store
+from resilience.redis._store import LOCAL, Store, StoreClosed, is_store
 
 __all__ = ["CircuitBreaker"]
 
@@ -151,9 +152,7 @@ class CircuitBreaker:
     _closed_until: float = attrs.field(init=False, default=-math.inf, repr=False)
     _probes_full_until: float = attrs.field(init=False, default=-math.inf, repr=False)
     _leases: set[str] = attrs.field(init=False, factory=set, repr=False)
-    _entries: dict[trio.lowlevel.Task, list[_Admission]] = attrs.field(
-        init=False, factory=dict, repr=False
-    )
+    _entries: Entries[_Admission] = attrs.field(init=False, factory=Entries, repr=False)
     # Counts since the last flush: lifetime (every outcome) and window (closed state).
     _n_success: int = attrs.field(init=False, default=0, repr=False)
     _n_failure: int = attrs.field(init=False, default=0, repr=False)
@@ -291,7 +290,7 @@ class CircuitBreaker:
             admission = await self._enter()
             if admission is _LOCAL:
                 await self._local.__aenter__()
-        self._entries.setdefault(trio.lowlevel.current_task(), []).append(admission)
+        self._entries.push(admission)
         return self
 
     async def __aexit__(
@@ -301,11 +300,7 @@ class CircuitBreaker:
         tb: TracebackType | None,
     ) -> None:
         """Record the block's outcome (a probe's with a round trip); never suppresses."""
-        task = trio.lowlevel.current_task()
-        stack = self._entries[task]
-        admission = stack.pop()
-        if not stack:
-            del self._entries[task]
+        admission = self._entries.pop()
         if admission is _LOCAL:
             await self._local.__aexit__(exc_type, exc, tb)
         else:
@@ -354,25 +349,12 @@ class CircuitBreaker:
 
     async def _shared_or_local(self, operation: Callable[[], Awaitable[View]]) -> View | None:
         """``await operation()``, or ``None`` when the store answers locally."""
-        store = self.store
-        if store.use_local:
-            return None
-        try:
-            return await operation()
-        except StoreUnavailable:
-            if store.on_unavailable != "local":
-                raise
-            return None
+        view = await self.store.shared(operation)
+        return None if view is LOCAL else view  # type: ignore[return-value]
 
     async def _enter(self) -> _Admission:
-        store = self.store
-        if not store.use_local:
-            try:
-                return await self._shared_enter()
-            except StoreUnavailable:
-                if store.on_unavailable != "local":
-                    raise
-        return _LOCAL
+        admission = await self.store.shared(self._shared_enter)
+        return _LOCAL if admission is LOCAL else admission  # type: ignore[return-value]
 
     async def _shared_enter(self) -> _Admission:
         view = self._view

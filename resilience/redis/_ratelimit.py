@@ -42,7 +42,7 @@ from resilience._validate import fail, to_seconds
 from resilience.redis._keys import check_user_key, is_label
 from resilience.redis._lanes import Lanes, Ticket
 from resilience.redis._scripts import Script, script
-from resilience.redis._store import Store, StoreClosed, is_store
+from resilience.redis._store import LOCAL, Store, StoreClosed, is_store
 
 __all__ = ["Decision", "RateLimiter", "RateLimiterStatistics"]
 
@@ -168,14 +168,10 @@ class RateLimiter:
         Never waits for capacity (one round trip). Errors as for `acquire`.
         """
         key, cost = self._check(key, cost)
-        if self.store.use_local:
+        decision = await self.store.shared(lambda: self._lanes.submit(key, _Request(cost, 0)))
+        if decision is LOCAL:
             return self._local_try(key, cost)
-        try:
-            decision = await self._lanes.submit(key, _Request(cost, 0))
-        except StoreUnavailable:
-            if self.store.on_unavailable != "local":
-                raise
-            return self._local_try(key, cost)
+        assert isinstance(decision, Decision)
         if decision.admitted:
             self._admitted += 1
             return True
@@ -201,16 +197,12 @@ class RateLimiter:
         """`acquire`; the decision it acted on (``None`` when answered locally): the
         fleet tests read the server time of each admission from it."""
         key, cost = self._check(key, cost)
-        if self.store.use_local:
+        request = _Request(cost, self._max_wait_us)
+        decision = await self.store.shared(lambda: self._lanes.submit(key, request))
+        if decision is LOCAL:
             await self._local_acquire(key, cost)
             return None
-        try:
-            decision = await self._lanes.submit(key, _Request(cost, self._max_wait_us))
-        except StoreUnavailable:
-            if self.store.on_unavailable != "local":
-                raise
-            await self._local_acquire(key, cost)
-            return None
+        assert isinstance(decision, Decision)
         if not decision.admitted:
             self._reject(key, cost, decision.wait)
         if decision.wait > 0:

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from datetime import timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Literal, Self, TypeVarTuple
+from typing import TYPE_CHECKING, Any, Final, Literal, Self, TypeVar, TypeVarTuple
 
 import attrs
 import trio
@@ -40,7 +40,7 @@ from resilience.redis._scripts import Script
 if TYPE_CHECKING:
     import coredis
 
-__all__ = ["PROBE_INTERVAL", "REDIS_EXTRA", "Store", "StoreClosed", "is_store"]
+__all__ = ["LOCAL", "PROBE_INTERVAL", "REDIS_EXTRA", "Store", "StoreClosed", "is_store"]
 
 #: Seconds between two probes of an unreachable Redis (the contract: at least once a second).
 PROBE_INTERVAL: Final = 0.5
@@ -49,8 +49,20 @@ PROBE_INTERVAL: Final = 0.5
 REDIS_EXTRA: Final = "install the `redis` extra: pip install 'trio-runner[redis]'"
 
 PosArgsT = TypeVarTuple("PosArgsT")
+T = TypeVar("T")
 Reply = Any
 OnUnavailable = Literal["raise", "local"]
+
+
+class _Local:
+    """`Store.shared`'s answer when the primitive must answer in-process."""
+
+    def __repr__(self) -> str:
+        return "LOCAL"
+
+
+#: See `Store.shared`.
+LOCAL: Final = _Local()
 
 
 class StoreClosed(RuntimeError):
@@ -270,6 +282,20 @@ class Store:
         """True while primitives answer from their in-process twin: ``on_unavailable`` is
         ``"local"`` and Redis was unreachable at the last try."""
         return not self.available and self.on_unavailable == "local"
+
+    async def shared(self, operation: Callable[[], Awaitable[T]]) -> T | _Local:
+        """``await operation()`` (the shared way), or `LOCAL` when the caller must answer
+        from its in-process twin: the store answers locally (`use_local`), or Redis just
+        proved unreachable and ``on_unavailable`` is ``"local"``. With ``"raise"`` the
+        `StoreUnavailable` propagates."""
+        if self.use_local:
+            return LOCAL
+        try:
+            return await operation()
+        except StoreUnavailable:
+            if self.on_unavailable != "local":
+                raise
+            return LOCAL
 
     def clock_arg(self) -> str:
         """``ARGV[1]`` of every script: ``""`` (the server's clock) outside tests."""
