@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Callable, Collection
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import attrs
 from bench._scenario import Scenario
 from bench._timing import Settings
 from bench.anchors.runner import AnchorReport, read_scenarios, run_command, tail_of
+from bench.anchors.venv import install, venv_python
 
 DIRECTORY = Path(__file__).parent / "redis_py"
 PREFIX = "redis_anchor."
@@ -68,10 +68,6 @@ SCENARIOS = (
 )
 
 
-def venv_python(directory: Path) -> Path:
-    return directory / ".venv" / "bin" / "python"
-
-
 def _installed(directory: Path, timeout: float) -> bool:
     python = venv_python(directory)
     if not python.exists():
@@ -84,25 +80,6 @@ def _installed(directory: Path, timeout: float) -> bool:
     except subprocess.TimeoutExpired:
         return False
     return done.returncode == 0 and done.stdout.strip() == repr(wanted)
-
-
-def _install(directory: Path, timeout: float, log: Callable[[str], None]) -> str | None:
-    """Create (or repair) the venv and install the pinned requirements; why it failed."""
-    python = venv_python(directory)
-    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    steps = (
-        ("python -m venv", [sys.executable, "-m", "venv", str(python.parent.parent)]),
-        ("pip install", [*pip, *REQUIREMENTS]),
-    )
-    for name, command in steps:
-        log(f"anchor redis limiters: {name} in {directory} (first use)")
-        try:
-            done = run_command(command, directory, timeout)
-        except subprocess.TimeoutExpired:
-            return f"{name} took longer than {timeout:g} s"
-        if done.returncode != 0:
-            return f"{name} failed ({done.returncode}): {tail_of(done.stderr)}"
-    return None
 
 
 def parse_output(text: str) -> LimitersReport:
@@ -130,7 +107,7 @@ def run_anchor(
     """Install the pinned limiters in the anchor's venv if needed, start a throwaway
     ``redis-server``, run ``bench.py`` with ``settings`` for ``shapes`` and parse it."""
     if not _installed(directory, timeout):
-        failed = _install(directory, timeout, log)
+        failed = install(directory, REQUIREMENTS, label="redis limiters", timeout=timeout, log=log)
         if failed is not None:
             return LimitersReport(status="skipped", reason=failed)
     try:
