@@ -90,6 +90,24 @@ async def test_the_resource_owns_the_store_and_reports_its_health(redis: RedisSe
         kernel.redis.resource("redis", "redis://localhost")  # type: ignore[arg-type]
 
 
+async def test_the_health_report_shows_a_fleet_circuit(redis: RedisServer) -> None:
+    store = shared.Store.from_url(redis.url, prefix=new_prefix())
+    resource = kernel.redis.resource("redis", store)
+    breaker = shared.CircuitBreaker(store, name="payments.charge", sync_interval=0.05)
+
+    @kernel.task("payments.charge", middleware=[mw.circuit_breaker(breaker)])
+    async def charge() -> str:
+        return "charged"
+
+    async with kernel.run(kernel.App("app", register=[resource, charge])) as rt:
+        assert await rt.run_task(charge) == "charged"
+        report = await rt.health()
+        assert (report.status, report.circuits["payments.charge"]) == ("healthy", "closed")
+        await breaker.isolate()
+        report = await rt.health()
+        assert (report.status, report.circuits["payments.charge"]) == ("degraded", "open")
+
+
 @pytest.mark.slow
 async def test_health_is_degraded_while_redis_is_gone(own_redis: RedisServer) -> None:
     store = shared.Store.from_url(own_redis.url, on_unavailable="local", op_timeout=0.3)
