@@ -11,10 +11,12 @@ seconds. Waiters of a process are polled together, every `POLL_INTERVAL` seconds
 once when a permit of that process is released; a waiter that stops polling (its process
 died) loses its place after `PLACE` seconds.
 
-Entering costs one round trip, leaving one more (the permit goes back before the block's
-exit returns; after a cancellation it goes back in the background, so cancellation is not
-delayed). A permit whose renewal cannot reach Redis for longer than ``lease`` may be given
-to another caller: the bound holds for permits whose holders can reach Redis.
+Entering costs one round trip; leaving none of its own: the permit goes back with the
+process's next round trip (its next entry's script applies it before deciding, so a
+process that leaves and enters again always finds its own permit back), or in a background
+round trip started at once. A permit whose renewal cannot reach Redis for longer than
+``lease`` may be given to another caller: the bound holds for permits whose holders can
+reach Redis.
 
 While the store is unavailable, ``on_unavailable="local"`` admits through an in-process
 `rs.Bulkhead` of the same options (each process then allows ``max_concurrent`` on its
@@ -23,7 +25,6 @@ own); ``"raise"`` raises `rs.StoreUnavailable` (waiters in the queue too).
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
@@ -144,16 +145,16 @@ class Bulkhead:
         return _LOCAL
 
     async def release(self, permit: str) -> None:
-        """Give ``permit`` back (one round trip). A failure to reach Redis is not raised:
-        the permit expires within ``lease``."""
+        """Give ``permit`` back: with this process's next round trip (this process's next
+        `acquire`, whose script applies it first, or one started now in the background).
+        Not a checkpoint; never raises (a permit that cannot be given back expires within
+        ``lease``)."""
         if permit == _LOCAL:
             self._local.release()
             return
         self._held.discard(permit)
-        if self._waiters:
-            self._wake.set()
-        with contextlib.suppress(StoreUnavailable):  # reported by the store; the lease runs out
-            await self._round_trip(releases=[permit])
+        self._releases.append(permit)
+        self._flush_soon()
 
     async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """``await fn(*args, **kwargs)`` holding a permit (see `acquire` and `release`)."""
@@ -245,14 +246,7 @@ class Bulkhead:
         self._flush_soon()
 
     async def _leave(self, permit: str, exc: BaseException | None) -> None:
-        if exc is None or isinstance(exc, Exception):
-            await self.release(permit)
-        elif permit == _LOCAL:
-            self._local.release()
-        else:  # cancelled: give it back in the background, without delaying the unwind
-            self._held.discard(permit)
-            self._releases.append(permit)
-            self._flush_soon()
+        await self.release(permit)  # no checkpoint: nothing delays an unwinding exception
 
     def _hold(self, permit: str) -> None:
         self._held.add(permit)
@@ -276,21 +270,25 @@ class Bulkhead:
     # ------------------------------------------------------------ the round trip
 
     async def _round_trip(
-        self,
-        *,
-        releases: Sequence[str] = (),
-        giveups: Sequence[str] = (),
-        renewals: Sequence[str] = (),
-        candidates: Sequence[tuple[str, bool]] = (),
+        self, *, renewals: Sequence[str] = (), candidates: Sequence[tuple[str, bool]] = ()
     ) -> tuple[list[int], int, int]:
-        """One script call; (result per candidate, the fleet's holders, its waiters)."""
+        """One script call, carrying every pending release and give-up (applied before the
+        candidates); (result per candidate, the fleet's holders, its waiters). If it fails,
+        they stay pending: sending one twice is harmless (ids are never reused)."""
+        releases, self._releases = self._releases, []
+        giveups, self._giveups = self._giveups, []
         args: list[Any] = [*self._config]
         for ids in (releases, giveups, renewals):
             args += [len(ids), *ids]
         args.append(len(candidates))
         for permit, may_queue in candidates:
             args += [permit, int(may_queue)]
-        reply = await self.store.run(_SCRIPT, self._keys, args)
+        try:
+            reply = await self.store.run(_SCRIPT, self._keys, args)
+        except BaseException:
+            self._releases[:0] = releases
+            self._giveups[:0] = giveups
+            raise
         if int(reply[0]) and not self._warned:
             self._warned = True
             logger.warning("bulkhead {!r}: Redis held unreadable data; it was dropped", self.name)
@@ -337,15 +335,10 @@ class Bulkhead:
             self._keeping = False
 
     async def _poll(self) -> None:
-        releases, self._releases = self._releases, []
-        giveups, self._giveups = self._giveups, []
         waiters = list(self._waiters.values())
         try:
             results, _, _ = await self._round_trip(
-                releases=releases,
-                giveups=giveups,
-                renewals=sorted(self._held),
-                candidates=[(waiter.id, True) for waiter in waiters],
+                renewals=sorted(self._held), candidates=[(waiter.id, True) for waiter in waiters]
             )
         except StoreUnavailable as exc:
             for waiter in waiters:

@@ -78,9 +78,10 @@ class CacheStatistics:
 
 @attrs.define(eq=False)
 class _Flight:
-    """One computation of a key in this process, which its other callers wait for."""
+    """One computation of a key in this process, which its other callers wait for (the
+    Event is made by the first of them: most lookups are waited for by nobody)."""
 
-    done: trio.Event = attrs.Factory(trio.Event)
+    done: trio.Event | None = None
     succeeded: bool = False
     value: Any = None
     error: Exception | None = None
@@ -224,6 +225,8 @@ class Cache:
     ) -> Any:
         """Share one lookup per key among this process's callers."""
         while (flight := self._flights.get(key)) is not None:
+            if flight.done is None:
+                flight.done = trio.Event()
             await flight.done.wait()
             if flight.succeeded:
                 self._count(key, flight.status)
@@ -242,7 +245,8 @@ class Cache:
             return value
         finally:
             del self._flights[key]
-            flight.done.set()
+            if flight.done is not None:
+                flight.done.set()
 
     async def _fetch(
         self,

@@ -16,7 +16,12 @@
 local now = clock_us()
 local entry, lock = KEYS[1], KEYS[2]
 local op = ARGV[2]
-local repaired = math.min(1, drop_foreign(entry, 'hash') + drop_foreign(lock, 'string'))
+local repaired = 0
+-- A lock key of another type would never let SET NX succeed: drop it (a fresh hit, the hot
+-- path, does not look at the lock at all).
+local function lock_usable()
+  repaired = math.max(repaired, drop_foreign(lock, 'string'))
+end
 
 local function holds(token)
   return redis.call('GET', lock) == token
@@ -28,7 +33,11 @@ if op == 'get' then
   if drop == '1' then
     redis.call('DEL', entry)
   end
-  local found = redis.call('HMGET', entry, 'v', 'f')
+  local found = redis.pcall('HMGET', entry, 'v', 'f')
+  if found['err'] then  -- not a hash: someone else's data
+    redis.call('DEL', entry)
+    repaired, found = 1, {false, false}
+  end
   local value, fresh_until = found[1], tonumber(found[2])
   if value and fresh_until == nil then
     redis.call('DEL', entry)
@@ -41,16 +50,24 @@ if op == 'get' then
     if now < fresh_until then
       return {repaired, 1, value}
     end
+    lock_usable()
     if redis.call('SET', lock, token, 'NX', 'PX', lease) then
       return {repaired, 2, value}
     end
     return {repaired, 3, value}
   end
-  if single == '0' or redis.call('SET', lock, token, 'NX', 'PX', lease) then
+  if single == '0' then
+    return {repaired, 4, ''}
+  end
+  lock_usable()
+  if redis.call('SET', lock, token, 'NX', 'PX', lease) then
     return {repaired, 4, ''}
   end
   return {repaired, 5, redis.call('PTTL', lock)}
-elseif op == 'set' then
+end
+lock_usable()
+repaired = math.max(repaired, drop_foreign(entry, 'hash'))
+if op == 'set' then
   local token, json, ttl, stale, locked = ARGV[3], ARGV[4], tonumber(ARGV[5]),
                                           tonumber(ARGV[6]), ARGV[7]
   if locked == '1' and not holds(token) then

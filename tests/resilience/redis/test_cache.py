@@ -103,6 +103,16 @@ async def test_an_unreadable_value_is_a_miss_recomputed_and_logged_once(
     assert len([e for e in events if e.kind == "cache.invalid"]) == 2
 
 
+async def test_keys_of_another_type_are_dropped(store: shared.Store) -> None:
+    cache = shared.Cache(store, name="foreign", ttl=60)
+    counter = Counter()
+    await store.client.rpush(store.key("cache", "foreign", "entry", "1"), ["not", "a", "hash"])
+    await store.client.hset(store.key("cache", "foreign", "lock", "1"), {"not": "a string"})
+    assert await cache.get_or_compute("1", counter.profile, 1) == Profile(1, "user-1")
+    assert await cache.get_or_compute("1", counter.profile, 1) == Profile(1, "user-1")
+    assert counter.calls == 1
+
+
 async def test_concurrent_misses_in_a_process_compute_once_and_share_errors(
     store: shared.Store,
 ) -> None:
