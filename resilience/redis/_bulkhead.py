@@ -37,7 +37,7 @@ from loguru import logger
 import resilience as rs
 from resilience import _observe
 from resilience._errors import BulkheadFull, StoreUnavailable
-from resilience._validate import fail, positive_duration, to_seconds
+from resilience._validate import finite, positive_duration, to_seconds
 from resilience.redis._entries import Entries
 from resilience.redis._keys import is_label
 from resilience.redis._scripts import script
@@ -71,11 +71,6 @@ class _Waiter:
     error: StoreUnavailable | None = None
 
 
-def _finite(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if not math.isfinite(value):
-        fail(instance, attribute.name, f"must be finite, got {value!r}")
-
-
 @attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
 class Bulkhead:
     """At most ``max_concurrent`` holders across the fleet (see the module docstring).
@@ -93,7 +88,7 @@ class Bulkhead:
     max_queued: int = attrs.field(default=0, kw_only=True)
     queue_timeout: float | None = attrs.field(default=None, kw_only=True, converter=to_seconds)
     lease: float = attrs.field(
-        default=10.0, kw_only=True, converter=to_seconds, validator=[positive_duration, _finite]
+        default=10.0, kw_only=True, converter=to_seconds, validator=[positive_duration, finite]
     )
 
     _local: rs.Bulkhead = attrs.field(init=False, repr=False)

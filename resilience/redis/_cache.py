@@ -32,7 +32,6 @@ While the store is unavailable, ``on_unavailable="local"`` answers from an in-pr
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, ParamSpec, TypeVar
 
@@ -43,7 +42,13 @@ from loguru import logger
 import resilience as rs
 from resilience import _observe
 from resilience._errors import StoreUnavailable
-from resilience._validate import fail, is_bool, non_negative_duration, positive_duration, to_seconds
+from resilience._validate import (
+    finite,
+    is_bool,
+    non_negative_duration,
+    positive_duration,
+    to_seconds,
+)
 from resilience.redis._codec import dumps, loads, return_type
 from resilience.redis._keys import check_user_key, is_label
 from resilience.redis._scripts import script
@@ -98,11 +103,6 @@ class _Renewal:
         self.scope.cancel()
 
 
-def _finite(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if not math.isfinite(value):
-        fail(instance, attribute.name, f"must be finite, got {value!r}")
-
-
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -121,14 +121,14 @@ class Cache:
     store: Store = attrs.field(validator=is_store)
     name: str = attrs.field(kw_only=True, validator=is_label)
     ttl: float = attrs.field(
-        kw_only=True, converter=to_seconds, validator=[positive_duration, _finite]
+        kw_only=True, converter=to_seconds, validator=[positive_duration, finite]
     )
     stale_ttl: float = attrs.field(
-        default=0.0, kw_only=True, converter=to_seconds, validator=[non_negative_duration, _finite]
+        default=0.0, kw_only=True, converter=to_seconds, validator=[non_negative_duration, finite]
     )
     single_flight: bool = attrs.field(default=True, kw_only=True, validator=is_bool)
     lock_lease: float = attrs.field(
-        default=10.0, kw_only=True, converter=to_seconds, validator=[positive_duration, _finite]
+        default=10.0, kw_only=True, converter=to_seconds, validator=[positive_duration, finite]
     )
 
     _local: rs.Cache = attrs.field(init=False, repr=False)

@@ -65,7 +65,7 @@ from resilience import _observe
 from resilience._circuit import CircuitState, ResetTimeout
 from resilience._circuit_window import TimeTracker, Window
 from resilience._errors import CircuitOpen, StoreUnavailable
-from resilience._validate import fail, positive_duration, to_seconds
+from resilience._validate import finite, positive_duration, to_seconds
 from resilience.redis._circuit_view import UNKNOWN, View, parse_view
 from resilience.redis._entries import Entries
 from resilience.redis._keys import is_label
@@ -108,11 +108,6 @@ class _Admission:
 _LOCAL = _Admission("local")
 
 
-def _finite(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if not math.isfinite(value):
-        fail(instance, attribute.name, f"must be finite, got {value!r}")
-
-
 # on_setattr=NO_OP: the counters are written on every call; options are checked at creation.
 @attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
 class CircuitBreaker:
@@ -129,7 +124,7 @@ class CircuitBreaker:
     store: Store = attrs.field(validator=is_store)
     name: str = attrs.field(kw_only=True, validator=is_label)
     sync_interval: float = attrs.field(
-        default=0.1, kw_only=True, converter=to_seconds, validator=[positive_duration, _finite]
+        default=0.1, kw_only=True, converter=to_seconds, validator=[positive_duration, finite]
     )
     failure_threshold: int = attrs.field(default=5, kw_only=True)
     reset_timeout: ResetTimeout = attrs.field(default=30.0, kw_only=True, converter=to_seconds)

@@ -20,7 +20,6 @@ coredis is imported when a store is built, never by importing this module.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from datetime import timedelta
@@ -33,7 +32,7 @@ from loguru import logger
 
 from resilience import _observe
 from resilience._errors import StoreUnavailable
-from resilience._validate import fail, positive_duration, to_seconds
+from resilience._validate import fail, finite, positive_duration, to_seconds
 from resilience.redis._keys import IdSource, is_label, key_of
 from resilience.redis._scripts import Script
 
@@ -94,11 +93,6 @@ def _check_name(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> N
         is_label(instance, attribute, value)
 
 
-def _finite(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if not math.isfinite(value):
-        fail(instance, attribute.name, f"must be finite, got {value!r}")
-
-
 def _check_mode(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value not in ("raise", "local"):
         fail(instance, attribute.name, f"must be 'raise' or 'local', got {value!r}")
@@ -139,7 +133,7 @@ class Store:
     )
     prefix: str = attrs.field(default="trio-runner", kw_only=True, validator=is_label)
     op_timeout: float = attrs.field(
-        default=0.25, kw_only=True, converter=to_seconds, validator=[positive_duration, _finite]
+        default=0.25, kw_only=True, converter=to_seconds, validator=[positive_duration, finite]
     )
     on_unavailable: OnUnavailable = attrs.field(
         default="raise", kw_only=True, validator=_check_mode
