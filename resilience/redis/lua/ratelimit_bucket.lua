@@ -1,7 +1,7 @@
 -- Token bucket as GCRA: one key holding the theoretical arrival time (TAT, us). The bucket
 -- holds `capacity` tokens, refilled by one every `interval` us; a full bucket is no key.
 -- A batch of requests from one process, decided in order.
--- KEYS[1]  the TAT (a string, '%.17g')
+-- KEYS[1]  the TAT (a string: whole microseconds)
 -- ARGV[2]  interval (us per token), ARGV[3] capacity (burst)
 -- ARGV[4..] per request: cost, max_wait (us; -1 = wait as long as needed)
 -- Reply: {repaired (0/1), now (us), then per request: admitted (0/1), wait (us)}.
@@ -24,11 +24,11 @@ local reply = {repaired, now}
 local i = 4
 while i <= #ARGV do
   local cost, max_wait = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
-  local later = tat + cost * interval
-  -- (tat - now) is exact (both are near today's clock); the rest is small numbers.
-  local wait = (tat - now) + (cost - capacity) * interval
-  -- Floating point may leave a sliver of a microsecond where the arithmetic is exact.
-  -- (The stored TAT is a double: at today's clock within 0.25 us of the exact one.)
+  -- The TAT stays a whole number of microseconds, rounded up at every admission: a double
+  -- near today's clock (1.8e15 us) could not hold its fraction, and rounding up never
+  -- admits early (at worst a microsecond later per admission in a row).
+  local later = tat + math.ceil(cost * interval)
+  local wait = (later - now) - capacity * interval
   if wait < 0.001 then
     wait = 0
   else
@@ -44,7 +44,7 @@ while i <= #ARGV do
   i = i + 2
 end
 if tat > now then
-  redis.call('SET', key, string.format('%.17g', tat))
+  redis.call('SET', key, string.format('%d', tat))
   keep_for(key, (tat - now) / 1000 + 1)
 end
 return reply

@@ -11,11 +11,12 @@ local tat = tonumber(redis.call('GET', key))
 if tat == nil or tat <= now then
   return 0
 end
-tat = tat - tonumber(ARGV[3]) * tonumber(ARGV[2])
+-- (Rounded down: what stays is never less than exact; an admission added it rounded up.)
+tat = tat - math.floor(tonumber(ARGV[3]) * tonumber(ARGV[2]))
 if tat <= now then
   redis.call('DEL', key)
 else
-  redis.call('SET', key, string.format('%.17g', tat))
+  redis.call('SET', key, string.format('%d', tat))
   keep_for(key, (tat - now) / 1000 + 1)
 end
 return 1

@@ -100,6 +100,9 @@ async def test_one_process_failing_alone_does_not_open_the_fleet_circuit(
     store: shared.Store, other: shared.Store
 ) -> None:
     lonely, healthy = breaker(store), breaker(other)
+    await fail(lonely, 1)  # its run of failures begins
+    assert await healthy.call(ok) == "ok"  # the service answers another process after that
+    await trio.sleep(3 * INTERVAL)  # both have flushed: Redis knows
     for _ in range(10):
         assert await healthy.call(ok) == "ok"
         await fail(lonely, 3)
