@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-dev
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench,prometheus,otel,http,postgres,docs,sentry]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench,prometheus,otel,http,postgres,redis,docs,sentry]'
 	touch $(STAMP)
 
 ## make test: THE test command — lint, format, types, tests with the branch-coverage gate,

@@ -26,7 +26,7 @@ from pathlib import Path
 import nox
 
 PYTHONS = ("3.11", "3.12", "3.13")
-EXTRAS = "dev,bench,prometheus,otel,http,postgres,sentry"
+EXTRAS = "dev,bench,prometheus,otel,http,postgres,redis,sentry"
 #: The one test that installs a benchmark anchor (BlueLibs Runner, with npm ci).
 ANCHOR_TEST = "tests/bench/test_bench.py::test_quick_run_with_the_runner_anchor"
 ROOT = Path(__file__).resolve().parent

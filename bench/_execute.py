@@ -17,7 +17,7 @@ import trio
 
 from bench._scenario import Scenario, Unavailable
 from bench._timing import Loop, Settings, Stats, measure_all
-from bench.anchors import dbos, runner
+from bench.anchors import dbos, redis_limiters, runner
 from bench.anchors.runner import AnchorReport
 
 Status = Literal["ok", "unavailable", "error"]
@@ -33,10 +33,15 @@ def _run_dbos(settings: Settings, *, shapes: Collection[str], log: Log) -> Ancho
     return dbos.run_anchor(settings, shapes=shapes, log=log)
 
 
+def _run_redis_limiters(settings: Settings, *, shapes: Collection[str], log: Log) -> AnchorReport:
+    return redis_limiters.run_anchor(settings, shapes=shapes, log=log)
+
+
 #: Each anchor by the id prefix of its rows: how to run it for some of its shapes.
 ANCHORS: Mapping[str, Callable[..., AnchorReport]] = {
     runner.PREFIX: _run_runner,
     dbos.PREFIX: _run_dbos,
+    redis_limiters.PREFIX: _run_redis_limiters,
 }
 
 

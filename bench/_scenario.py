@@ -40,6 +40,7 @@ GROUPS = (
     "kernel",
     "http",
     "durable",
+    "redis",
 )
 
 

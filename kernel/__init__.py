@@ -7,7 +7,7 @@ anything starts.
 This package imports ``middleware`` and ``resilience``, never the other way round.
 """
 
-from kernel import config, durable, events, exposure, metrics, observability, tags
+from kernel import config, durable, events, exposure, metrics, observability, redis, tags
 from kernel._builtins import logger
 from kernel._definitions import (
     App,
@@ -104,6 +104,7 @@ __all__ = [
     "observability",
     "optional",
     "override",
+    "redis",
     "remote",
     "resource",
     "run",

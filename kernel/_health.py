@@ -29,6 +29,7 @@ from kernel import tags
 from kernel._definitions import Resource
 from kernel._graph import Graph
 from kernel.observability._logging import active_redaction
+from resilience import redis as shared
 
 __all__ = [
     "CheckResult",
@@ -193,16 +194,22 @@ def health_targets(graph: Graph, values: Mapping[str, Any]) -> list[HealthTarget
     return found
 
 
-def breakers_of(runners: Iterable[Callable[..., Any]]) -> list[rs.CircuitBreaker]:
+#: A circuit breaker the health report shows: in-process, or one for the fleet (its
+#: ``state`` is this process's view, no round trip).
+Breaker: TypeAlias = rs.CircuitBreaker | shared.CircuitBreaker
+
+
+def breakers_of(runners: Iterable[Callable[..., Any]]) -> list[Breaker]:
     """The circuit breakers exposed as ``.breaker`` by ``runners`` (functions wrapped by a
     pipeline with ``mw.circuit_breaker``), each once, in first-seen order.
 
-    A ``.breaker`` that is not a `resilience.CircuitBreaker` is ignored.
+    A ``.breaker`` that is neither a `resilience.CircuitBreaker` nor a
+    ``resilience.redis.CircuitBreaker`` is ignored.
     """
-    found: dict[int, rs.CircuitBreaker] = {}
+    found: dict[int, Breaker] = {}
     for runner in runners:
         breaker = getattr(runner, "breaker", None)
-        if isinstance(breaker, rs.CircuitBreaker):
+        if isinstance(breaker, rs.CircuitBreaker | shared.CircuitBreaker):
             found.setdefault(id(breaker), breaker)
     return list(found.values())
 
@@ -212,7 +219,7 @@ async def check_health(
     *,
     # Per check, not for the whole call (which the caller bounds with trio.fail_after).
     timeout: float | timedelta = 5.0,  # noqa: ASYNC109
-    circuits: Iterable[rs.CircuitBreaker] = (),
+    circuits: Iterable[Breaker] = (),
     ready: bool,
 ) -> HealthReport:
     """Run every check concurrently and report (see the module docstring for the status).
@@ -278,17 +285,17 @@ def _listed(targets: object) -> list[HealthTarget]:
     return listed
 
 
-def _breakers(circuits: object) -> list[rs.CircuitBreaker]:
+def _breakers(circuits: object) -> list[Breaker]:
     if not isinstance(circuits, Iterable):
         raise TypeError(
             f"check_health: circuits must be an iterable of CircuitBreaker, got {circuits!r}"
         )
-    found: dict[int, rs.CircuitBreaker] = {}
+    found: dict[int, Breaker] = {}
     for breaker in circuits:
-        if not isinstance(breaker, rs.CircuitBreaker):
+        if not isinstance(breaker, rs.CircuitBreaker | shared.CircuitBreaker):
             raise TypeError(
-                f"check_health: circuits must hold resilience.CircuitBreaker values, "
-                f"got {breaker!r}"
+                "check_health: circuits must hold resilience.CircuitBreaker or "
+                f"resilience.redis.CircuitBreaker values, got {breaker!r}"
             )
         found.setdefault(id(breaker), breaker)
     return list(found.values())
@@ -325,7 +332,7 @@ def _describe(exc: Exception) -> str:
     return text
 
 
-def _states(breakers: list[rs.CircuitBreaker]) -> dict[str, str]:
+def _states(breakers: list[Breaker]) -> dict[str, str]:
     states: dict[str, str] = {}
     for breaker in breakers:
         base = "circuit" if breaker.name is None else breaker.name

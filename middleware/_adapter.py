@@ -47,13 +47,18 @@ def adapter(
     options: dict[str, Any],
     middleware: Callable[[S], Middleware],
     expose_as: str | None = None,
+    *,
+    fleet: type[Any] | None = None,
 ) -> Adapter[S]:
     """An `Adapter` for ``mw.<kind>``: share ``shared`` if given, else build ``cls(**options)``
-    per function, with ``name`` defaulting to the function's id."""
+    per function, with ``name`` defaulting to the function's id. ``fleet`` is the
+    ``resilience.redis`` twin of ``cls``, which may be shared too (never built here: it
+    needs a store)."""
     if shared is not None:
-        if not isinstance(shared, cls):
+        if not isinstance(shared, cls) and not (fleet is not None and isinstance(shared, fleet)):
+            twin = "" if fleet is None else f" or a resilience.redis.{fleet.__name__}"
             raise TypeError(
-                f"mw.{kind}: expected an rs.{cls.__name__} to share or keyword options, "
+                f"mw.{kind}: expected an rs.{cls.__name__}{twin} to share or keyword options, "
                 f"got {shared!r}"
             )
         if options:

@@ -11,8 +11,9 @@ from typing import Any
 
 import resilience as rs
 from middleware._adapter import Adapter, adapter
-from middleware._cache_key import default_key
+from middleware._cache_key import default_key, shared_key
 from middleware._call import Call, Middleware, Next
+from resilience import redis as shared_rs
 
 __all__ = [
     "bulkhead",
@@ -33,7 +34,15 @@ class _Through:
 
     __slots__ = ("_call",)
 
-    def __init__(self, primitive: rs.Timeout | rs.CircuitBreaker | rs.Bulkhead | rs.Hedge) -> None:
+    def __init__(
+        self,
+        primitive: rs.Timeout
+        | rs.CircuitBreaker
+        | rs.Bulkhead
+        | rs.Hedge
+        | shared_rs.CircuitBreaker
+        | shared_rs.Bulkhead,
+    ) -> None:
         self._call = primitive.call
 
     def __call__(self, call: Call, next: Next) -> Awaitable[Any]:
@@ -69,18 +78,38 @@ def retry(policy: rs.Retry | None = None, /, **options: Any) -> Adapter[rs.Retry
 
 
 def circuit_breaker(
-    breaker: rs.CircuitBreaker | None = None, /, **options: Any
-) -> Adapter[rs.CircuitBreaker]:
-    """A circuit breaker per function (options of `rs.CircuitBreaker`), or a shared one.
+    breaker: rs.CircuitBreaker | shared_rs.CircuitBreaker | None = None, /, **options: Any
+) -> Adapter[Any]:
+    """A circuit breaker per function (options of `rs.CircuitBreaker`), or a shared one:
+    an `rs.CircuitBreaker`, or a ``resilience.redis.CircuitBreaker`` (one for the fleet).
 
     The wrapped function exposes it as ``.breaker``.
     """
-    return adapter("circuit_breaker", rs.CircuitBreaker, breaker, options, _Through, "breaker")
+    return adapter(
+        "circuit_breaker",
+        rs.CircuitBreaker,
+        breaker,
+        options,
+        _Through,
+        "breaker",
+        fleet=shared_rs.CircuitBreaker,
+    )
 
 
-def bulkhead(shared: rs.Bulkhead | None = None, /, **options: Any) -> Adapter[rs.Bulkhead]:
-    """Bound concurrency (options of `rs.Bulkhead`); exposed as ``.bulkhead``."""
-    return adapter("bulkhead", rs.Bulkhead, shared, options, _Through, "bulkhead")
+def bulkhead(
+    shared: rs.Bulkhead | shared_rs.Bulkhead | None = None, /, **options: Any
+) -> Adapter[Any]:
+    """Bound concurrency (options of `rs.Bulkhead`), or share an `rs.Bulkhead` or a
+    ``resilience.redis.Bulkhead``; exposed as ``.bulkhead``."""
+    return adapter(
+        "bulkhead",
+        rs.Bulkhead,
+        shared,
+        options,
+        _Through,
+        "bulkhead",
+        fleet=shared_rs.Bulkhead,
+    )
 
 
 def hedge(shared: rs.Hedge | None = None, /, **options: Any) -> Adapter[rs.Hedge]:
@@ -89,15 +118,21 @@ def hedge(shared: rs.Hedge | None = None, /, **options: Any) -> Adapter[rs.Hedge
 
 
 def rate_limit(
-    limiter: rs.RateLimiter | None = None, /, *, key: KeyFunction | None = None, **options: Any
-) -> Adapter[rs.RateLimiter]:
-    """Acquire a permit before the call (options of `rs.RateLimiter`); exposed as ``.limiter``.
+    limiter: rs.RateLimiter | shared_rs.RateLimiter | None = None,
+    /,
+    *,
+    key: KeyFunction | None = None,
+    **options: Any,
+) -> Adapter[Any]:
+    """Acquire a permit before the call (options of `rs.RateLimiter`), or share an
+    `rs.RateLimiter` or a ``resilience.redis.RateLimiter``; exposed as ``.limiter``.
 
-    ``key(call)`` picks the per-key bucket (default: one bucket for the function).
+    ``key(call)`` picks the per-key bucket (default: one bucket for the function; a shared
+    limiter's keys are ``str``).
     """
     _check_key("rate_limit", key)
 
-    def make(chosen: rs.RateLimiter) -> Middleware:
+    def make(chosen: rs.RateLimiter | shared_rs.RateLimiter) -> Middleware:
         acquire = chosen.acquire
         if key is None:
 
@@ -113,7 +148,15 @@ def rate_limit(
 
         return middleware
 
-    return adapter("rate_limit", rs.RateLimiter, limiter, options, make, "limiter")
+    return adapter(
+        "rate_limit",
+        rs.RateLimiter,
+        limiter,
+        options,
+        make,
+        "limiter",
+        fleet=shared_rs.RateLimiter,
+    )
 
 
 async def _compute(next: Next, call: Call) -> Any:
@@ -122,19 +165,39 @@ async def _compute(next: Next, call: Call) -> Any:
 
 
 def cache(
-    shared: rs.Cache | None = None, /, *, key: KeyFunction | None = None, **options: Any
-) -> Adapter[rs.Cache]:
-    """Serve repeated calls from an `rs.Cache` (its options); exposed as ``.cache``.
+    shared: rs.Cache | shared_rs.Cache | None = None,
+    /,
+    *,
+    key: KeyFunction | None = None,
+    returns: Any = None,
+    **options: Any,
+) -> Adapter[Any]:
+    """Serve repeated calls from an `rs.Cache` (its options) or a shared one (an `rs.Cache`,
+    or a ``resilience.redis.Cache``); exposed as ``.cache``.
 
     The default key is the function id plus the call's arguments, which must be hashable
-    (else a `TypeError` names the argument); ``key(call)`` overrides it.
+    (else a `TypeError` names the argument); for a ``resilience.redis.Cache`` it is that,
+    as JSON text (the arguments must be JSON data). ``key(call)`` overrides it.
+    ``returns``: for a ``resilience.redis.Cache``, the type values are read back into (the
+    wrapped function's return type; default: plain JSON data).
     ``call.state["cache_hit"]`` tells the middlewares outside whether the call was served.
     """
     _check_key("cache", key)
-    key_of = default_key if key is None else key
+    if returns is not None and not isinstance(shared, shared_rs.Cache):
+        raise TypeError("mw.cache: returns= is for a resilience.redis.Cache")
 
-    def make(chosen: rs.Cache) -> Middleware:
+    def make(chosen: rs.Cache | shared_rs.Cache) -> Middleware:
+        if isinstance(chosen, shared_rs.Cache):
+            fetch = chosen.get_or_compute_as
+            fleet_key = shared_key if key is None else key
+
+            def fleet_middleware(call: Call, next: Next) -> Awaitable[Any]:
+                call.state["cache_hit"] = True
+                return fetch(returns, fleet_key(call), _compute, next, call)
+
+            return fleet_middleware
         get_or_compute = chosen.get_or_compute
+        key_of = default_key if key is None else key
 
         def middleware(call: Call, next: Next) -> Awaitable[Any]:
             call.state["cache_hit"] = True
@@ -142,7 +205,15 @@ def cache(
 
         return middleware
 
-    return adapter("cache", rs.Cache, shared, options, make, "cache")
+    return adapter(
+        "cache",
+        rs.Cache,
+        shared,
+        options,
+        make,
+        "cache",
+        fleet=shared_rs.Cache,
+    )
 
 
 def fallback(shared: rs.Fallback[Any] | None = None, /, **options: Any) -> Adapter[Any]:

@@ -7,7 +7,7 @@ bulkhead, cache, fallback and hedging. No framework; each is useful alone.
     answer = await retry.call(fetch, "https://example.org")
 """
 
-from resilience import backoff, testing
+from resilience import backoff, redis, testing
 from resilience._bulkhead import Bulkhead, BulkheadStatistics
 from resilience._cache import Cache, CacheStatistics
 from resilience._circuit import CircuitBreaker, CircuitState, CircuitStatistics, Window
@@ -16,6 +16,7 @@ from resilience._errors import (
     CircuitOpen,
     RateLimited,
     ResilienceError,
+    StoreUnavailable,
     TimeoutExceeded,
 )
 from resilience._fallback import Fallback
@@ -43,11 +44,13 @@ __all__ = [
     "RateLimiterStatistics",
     "ResilienceError",
     "Retry",
+    "StoreUnavailable",
     "Subscription",
     "Timeout",
     "TimeoutExceeded",
     "Window",
     "backoff",
     "observe",
+    "redis",
     "testing",
 ]

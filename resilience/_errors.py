@@ -7,7 +7,8 @@
           ├── TimeoutExceeded            (also a trio.TooSlowError) a Timeout's deadline passed
           ├── CircuitOpen                a CircuitBreaker refused the call
           ├── RateLimited                a RateLimiter refused the call
-          └── BulkheadFull               a Bulkhead had no room, or the queue wait ran out
+          ├── BulkheadFull               a Bulkhead had no room, or the queue wait ran out
+          └── StoreUnavailable           a shared primitive could not reach its store (Redis)
 
 Errors raised by the wrapped function are never wrapped: they propagate unchanged.
 ``retry_after`` is the number of seconds after which a new call may succeed, where a
@@ -18,7 +19,14 @@ from __future__ import annotations
 
 import trio
 
-__all__ = ["BulkheadFull", "CircuitOpen", "RateLimited", "ResilienceError", "TimeoutExceeded"]
+__all__ = [
+    "BulkheadFull",
+    "CircuitOpen",
+    "RateLimited",
+    "ResilienceError",
+    "StoreUnavailable",
+    "TimeoutExceeded",
+]
 
 
 class ResilienceError(Exception):
@@ -45,3 +53,12 @@ class RateLimited(ResilienceError):
 
 class BulkheadFull(ResilienceError):
     """The bulkhead had no free slot and no room in its queue, or the queue wait timed out."""
+
+
+class StoreUnavailable(ResilienceError):
+    """A shared primitive (``resilience.redis``) could not reach its store in time.
+
+    Raised when Redis refused the connection, dropped it, or did not answer within the
+    store's ``op_timeout``; chained from the cause (``__cause__``). Only stores with
+    ``on_unavailable="raise"`` raise it from a primitive's methods; ``Store.ping`` always does.
+    """

@@ -17,6 +17,9 @@ Event kinds (``Event.kind``) and the keys of their ``data``:
 - ``cache.refresh_failed``: key, error
 - ``fallback.used``: error
 - ``hedge.attempt``: attempt (the number of the attempt started)
+- ``store.unavailable``: error, mode (a ``resilience.redis.Store`` found Redis unreachable;
+  once per outage) / ``store.recovered``: downtime (seconds)
+- ``cache.invalid``: key, error (a ``resilience.redis.Cache`` dropped an unreadable value)
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ import attrs
 
 __all__ = [
     "fail",
+    "finite",
     "is_bool",
     "non_negative_duration",
     "optional_callable",
@@ -79,6 +80,12 @@ def optional_positive_duration(instance: Any, attribute: attrs.Attribute[Any], v
     """``None`` or a duration ``> 0``."""
     if value is not None:
         positive_duration(instance, attribute, value)
+
+
+def finite(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """A number that is not infinite (after the type checks of another validator)."""
+    if not math.isfinite(value):
+        fail(instance, attribute.name, f"must be finite, got {value!r}")
 
 
 def positive_int(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Callable, Collection
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import attrs
 from bench._scenario import Scenario
 from bench._timing import Settings
 from bench.anchors.runner import AnchorReport, read_scenarios, run_command, tail_of
+from bench.anchors.venv import install, venv_python
 
 DBOS_DIR = Path(__file__).parent / "dbos_py"
 PREFIX = "dbos."
@@ -67,11 +67,6 @@ SCENARIOS = (
 )
 
 
-def venv_python(directory: Path) -> Path:
-    """The interpreter of the anchor's venv."""
-    return directory / ".venv" / "bin" / "python"
-
-
 def installed_version(directory: Path, timeout: float = 60.0) -> str | None:
     """The version of ``dbos`` in the anchor's venv, or None (no venv, not installed)."""
     python = venv_python(directory)
@@ -87,21 +82,7 @@ def installed_version(directory: Path, timeout: float = 60.0) -> str | None:
 
 def _install(directory: Path, timeout: float, log: Callable[[str], None]) -> str | None:
     """Create (or repair) the venv and install the pinned DBOS; why it failed, or None."""
-    python = venv_python(directory)
-    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    steps = (
-        ("python -m venv", [sys.executable, "-m", "venv", str(python.parent.parent)]),
-        ("pip install", [*pip, f"dbos=={VERSION}"]),
-    )
-    for name, command in steps:
-        log(f"anchor dbos: {name} in {directory} (first use)")
-        try:
-            done = run_command(command, directory, timeout)
-        except subprocess.TimeoutExpired:
-            return f"{name} took longer than {timeout:g} s"
-        if done.returncode != 0:
-            return f"{name} failed ({done.returncode}): {tail_of(done.stderr)}"
-    return None
+    return install(directory, [f"dbos=={VERSION}"], label="dbos", timeout=timeout, log=log)
 
 
 def parse_output(text: str) -> DbosReport:

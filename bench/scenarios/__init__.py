@@ -1,7 +1,7 @@
 """The registry: every scenario of every group, in table order.
 
 One module per group (``floor``, ``retry``, ``circuit``, ``cache``, ``limits``,
-``pipeline``, ``failure``, ``kernel``, ``http``, ``durable``), each exporting
+``pipeline``, ``failure``, ``kernel``, ``http``, ``durable``, ``redis``), each exporting
 ``SCENARIOS``; the BlueLibs Runner rows come from ``bench.anchors.runner``, the DBOS
 Transact rows from ``bench.anchors.dbos``. Adding a scenario means adding it to its module.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from bench._scenario import GROUPS, Scenario
-from bench.anchors import dbos, runner
+from bench.anchors import dbos, redis_limiters, runner
 from bench.scenarios import (
     cache,
     circuit,
@@ -22,6 +22,7 @@ from bench.scenarios import (
     kernel,
     limits,
     pipeline,
+    redis,
     retry,
 )
 
@@ -60,8 +61,10 @@ REGISTRY: tuple[Scenario, ...] = _in_table_order(
         *kernel.SCENARIOS,
         *http.SCENARIOS,
         *durable.SCENARIOS,
+        *redis.SCENARIOS,
         *runner.SCENARIOS,
         *dbos.SCENARIOS,
+        *redis_limiters.SCENARIOS,
     )
 )
 

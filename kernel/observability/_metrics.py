@@ -19,6 +19,8 @@ Families (``task`` is the task id, ``name`` the primitive's ``name=``):
   ``trio_runner_fallbacks_total{name}`` counters
 - ``trio_runner_cache_requests_total{name,result}`` counter; result ``hit``, ``miss``,
   ``stale``
+- ``trio_runner_store_unavailable_total{name}`` counter (outages of a ``resilience.redis``
+  store), ``trio_runner_store_available{name}`` gauge: 1 answering, 0 not
 
 A primitive appears in a family once it has reported an event counted there.
 """
@@ -77,6 +79,11 @@ _PRIMITIVE_COUNTERS: Final = (
     ("trio_runner_bulkhead_rejections", "Calls refused by a bulkhead.", "bulkhead_rejections"),
     ("trio_runner_timeouts", "Calls that exceeded their timeout.", "timeouts"),
     ("trio_runner_fallbacks", "Failures answered by a fallback.", "fallbacks"),
+    (
+        "trio_runner_store_unavailable",
+        "Times a shared store (Redis) became unreachable.",
+        "store_unavailable",
+    ),
 )
 
 _MISSING: Final = (
@@ -232,6 +239,15 @@ def _primitive_families(snapshot: MetricsSnapshot) -> Iterator[Metric]:
         if primitive.circuit_state is not None:
             state.add_metric([name], _CIRCUIT_STATES[primitive.circuit_state])
     yield state
+    available = GaugeMetricFamily(
+        "trio_runner_store_available",
+        "Whether a shared store (Redis) answered at its last report: 1 yes, 0 no.",
+        labels=["name"],
+    )
+    for name, primitive in primitives:
+        if primitive.store_available is not None:
+            available.add_metric([name], int(primitive.store_available))
+    yield available
     for family, help_text, field in _PRIMITIVE_COUNTERS:
         counter = CounterMetricFamily(family, help_text, labels=["name"])
         for name, primitive in primitives:

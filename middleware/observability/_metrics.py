@@ -89,10 +89,13 @@ class PrimitiveSnapshot:
 
     ``kind`` is the event family of the primitive (``"retry"``, ``"circuit"``,
     ``"ratelimit"``, ``"bulkhead"``, ``"cache"``, ``"timeout"``, ``"fallback"``,
-    ``"hedge"``); several primitives sharing a name (the ``mw`` adapters name each after
-    its function) give their families joined by ``+`` in order: ``"circuit+retry"``.
+    ``"hedge"``, ``"store"`` for a ``resilience.redis.Store``); several primitives sharing a
+    name (the ``mw`` adapters name each after its function) give their families joined by
+    ``+`` in order: ``"circuit+retry"``.
     ``circuit_state`` is the breaker's last reported state (``"closed"``, ``"open"``,
     ``"half_open"``), ``None`` until it reports a transition or a rejection.
+    ``store_unavailable`` counts a store's outages (``store.unavailable``);
+    ``store_available`` is whether it answered at its last report (``None`` before any).
     """
 
     kind: str
@@ -107,6 +110,8 @@ class PrimitiveSnapshot:
     cache_stale_hits: int
     timeouts: int
     fallbacks: int
+    store_unavailable: int = 0
+    store_available: bool | None = None
 
 
 @attrs.frozen
@@ -207,6 +212,7 @@ class TaskMetrics:
 class _PrimitiveStats:
     counts: dict[str, int] = attrs.Factory(dict)
     circuit_state: str | None = None
+    store_available: bool | None = None
 
     def snapshot(self) -> PrimitiveSnapshot:
         counts = self.counts.copy()
@@ -224,6 +230,8 @@ class _PrimitiveStats:
             cache_stale_hits=counts.get("cache.stale_hit", 0),
             timeouts=counts.get("timeout.exceeded", 0),
             fallbacks=counts.get("fallback.used", 0),
+            store_unavailable=counts.get("store.unavailable", 0),
+            store_available=self.store_available,
         )
 
 
@@ -265,6 +273,10 @@ class MetricsRegistry:
             stats.circuit_state = event.data["new"]
         elif kind == "circuit.rejected":
             stats.circuit_state = event.data["state"]
+        elif kind == "store.unavailable":
+            stats.store_available = False
+        elif kind == "store.recovered":
+            stats.store_available = True
 
     def snapshot(self) -> MetricsSnapshot:
         """Every figure now; see `MetricsSnapshot`. Not a checkpoint (plain function)."""
