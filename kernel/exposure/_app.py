@@ -5,6 +5,7 @@ Routes (``{base}`` is the exposure's ``base_path``):
 - ``POST {base}/task/{id}`` with ``{"input": X}`` → ``{"ok": true, "result": R}``;
 - ``POST {base}/event/{id}`` with ``{"payload": P}`` → ``{"ok": true}``;
 - ``GET {base}/discovery`` → the allowed ids with the JSON Schemas of their input/payload;
+- ``GET {base}/openapi.json`` → the OpenAPI 3.1 document of the same (`kernel.exposure._openapi`);
 - ``GET /health``, ``GET /ready`` (``health=True``) and ``GET /metrics`` (``metrics=True``),
   without authentication.
 
@@ -54,6 +55,7 @@ from kernel._shutdown import ShuttingDown
 from kernel.durable._definitions import WORKFLOW
 from kernel.exposure._config import BearerAuth, ExposureConfig
 from kernel.exposure._limits import Refusal, parse_json, read_body
+from kernel.exposure._openapi import openapi_document
 from kernel.exposure._remote import request_id as outgoing_request_id
 from kernel.exposure._schema import json_schema
 from kernel.exposure._server import principal
@@ -254,6 +256,15 @@ class ExposureApp:
             assert isinstance(node.definition, Event)
             self._events[node.id] = node.definition
         self._discovery = json.dumps(self._discovery_document(), separators=(",", ":")).encode()
+        self._openapi = json.dumps(
+            openapi_document(
+                title=graph.root.id,
+                config=config,
+                tasks={id: route.task for id, route in self._tasks.items()},
+                events=self._events,
+            ),
+            separators=(",", ":"),
+        ).encode()
         self._bearer = config.auth if isinstance(config.auth, BearerAuth) else None
         self._log: Logger = kernel_logger("kernel.exposure")
         base = config.base_path
@@ -261,6 +272,7 @@ class ExposureApp:
             Route(f"{base}/task/{{id:path}}", self.task, methods=["POST"]),
             Route(f"{base}/event/{{id:path}}", self.event, methods=["POST"]),
             Route(f"{base}/discovery", self.discovery, methods=["GET"]),
+            Route(f"{base}/openapi.json", self.openapi, methods=["GET"]),
         ]
         if config.health:
             routes.append(Route("/health", self.health, methods=["GET"]))
@@ -324,6 +336,14 @@ class ExposureApp:
         except Exception as exc:
             return self._answer(request.scope, exc)
         return Response(self._discovery, 200, media_type=_JSON)
+
+    async def openapi(self, request: Request) -> Response:
+        """``GET {base}/openapi.json``: the OpenAPI 3.1 document (`kernel.exposure._openapi`)."""
+        try:
+            await self._authenticate(request)
+        except Exception as exc:
+            return self._answer(request.scope, exc)
+        return Response(self._openapi, 200, media_type=_JSON)
 
     async def _health_report(self) -> dict[str, Any]:
         if self._health_cache is None:
