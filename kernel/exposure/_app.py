@@ -66,6 +66,7 @@ if TYPE_CHECKING:
     from loguru import Logger
 
     from kernel._runtime import Runtime
+    from kernel.exposure.console import Console
 
 __all__ = ["REQUEST_ID_KEY", "ExposureApp", "build_app"]
 
@@ -108,6 +109,7 @@ def _scan(headers: Iterable[tuple[bytes, bytes]]) -> tuple[str, bool]:
 
 
 def _json(status: int, content: Any, headers: Mapping[str, str] | None = None) -> Response:
+    """``content`` as a JSON response."""
     # ASCII output: a lone surrogate a client sent (valid JSON) still renders.
     body = json.dumps(content, separators=(",", ":"), allow_nan=False).encode()
     return Response(body, status, headers, _JSON)
@@ -256,15 +258,6 @@ class ExposureApp:
             assert isinstance(node.definition, Event)
             self._events[node.id] = node.definition
         self._discovery = json.dumps(self._discovery_document(), separators=(",", ":")).encode()
-        self._openapi = json.dumps(
-            openapi_document(
-                title=graph.root.id,
-                config=config,
-                tasks={id: route.task for id, route in self._tasks.items()},
-                events=self._events,
-            ),
-            separators=(",", ":"),
-        ).encode()
         self._bearer = config.auth if isinstance(config.auth, BearerAuth) else None
         self._log: Logger = kernel_logger("kernel.exposure")
         base = config.base_path
@@ -274,6 +267,19 @@ class ExposureApp:
             Route(f"{base}/discovery", self.discovery, methods=["GET"]),
             Route(f"{base}/openapi.json", self.openapi, methods=["GET"]),
         ]
+        console = self._console() if config.console else None
+        if console is not None:
+            routes.extend(console.routes())
+        self._openapi = json.dumps(
+            openapi_document(
+                title=graph.root.id,
+                config=config,
+                tasks={id: route.task for id, route in self._tasks.items()},
+                events=self._events,
+                extra=console.operations() if console is not None else (),
+            ),
+            separators=(",", ":"),
+        ).encode()
         if config.health:
             routes.append(Route("/health", self.health, methods=["GET"]))
             routes.append(Route("/ready", self.ready, methods=["GET"]))
@@ -286,6 +292,12 @@ class ExposureApp:
         starlette.router.redirect_slashes = False
         #: The ASGI application to serve.
         self.asgi: ASGIApp = _Calls(starlette, self._log, runtime)
+
+    def _console(self) -> Console:
+        from kernel.exposure.console import Console, Gate
+
+        gate = Gate(self._authenticate, self._answer, self._read_body, _json)
+        return Console(self._runtime, self._config, frozenset(self._tasks), gate)
 
     # ------------------------------------------------------------------ endpoints
 
