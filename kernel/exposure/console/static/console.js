@@ -188,6 +188,7 @@
       const errors = history[i][2] - history[i - 1][2];
       if (calls >= 0) deltas.push([calls, Math.max(0, errors)]);
     }
+    drawing.append(svg("line", { class: "baseline", x1: 0, y1: height - 0.5, x2: width, y2: height - 0.5 }));
     const top = Math.max(1, ...deltas.map(([c]) => c));
     const bar = width / Math.max(deltas.length, 30);
     deltas.slice(-30).forEach(([calls, errors], i) => {
