@@ -18,6 +18,9 @@ from schemathesis.specs.openapi import checks
 
 import kernel
 from kernel.exposure._openapi import openapi_document
+from tests.kernel.exposure.console.apps import DEFINITIONS as CONSOLE_DEFINITIONS
+from tests.kernel.exposure.console.apps import ENGINE, approval
+from tests.kernel.exposure.console.apps import Order as ConsoleOrder
 from tests.kernel.exposure.servers import TOKEN, failure, serving
 
 
@@ -45,7 +48,7 @@ class OutOfStock(kernel.PublicError):
     code = "out_of_stock"
 
 
-@kernel.task("shop.buy", input=Item, result=Receipt)
+@kernel.task("cart.buy", input=Item, result=Receipt)
 async def buy(item: Item) -> Receipt:
     """Buy one item (409 when it is called 'gone')."""
     if item.name == "gone":
@@ -53,34 +56,34 @@ async def buy(item: Item) -> Receipt:
     return Receipt(len(item.name), "sale", date(2026, 1, 2))
 
 
-@kernel.task("shop.count", input=Tree)
+@kernel.task("cart.count", input=Tree)
 async def count(tree: Tree) -> int:
     """Nodes in the tree (the result from the return annotation)."""
     return 1 + sum([await count.fn(child) for child in tree.children])
 
 
-@kernel.task("shop.echo")
+@kernel.task("cart.echo")
 async def echo(*values: Any, scale: Any = 1) -> dict[str, list[Any]]:
     # Without input=, arguments arrive unchecked (any JSON): the body must take any.
     return {"values": list(values), "scales": [scale] * len(values)}
 
 
-@kernel.task("shop.anything")
+@kernel.task("cart.anything")
 async def anything(value: Any = None):  # type: ignore[no-untyped-def]
     return value
 
 
-restocked = kernel.event("shop.restocked", payload=Item)
-pinged = kernel.event("shop.pinged")
+restocked = kernel.event("cart.restocked", payload=Item)
+pinged = kernel.event("cart.pinged")
 
 
-@kernel.hook("shop.on_restock", on=restocked)
+@kernel.hook("cart.on_restock", on=restocked)
 async def on_restock(emission: kernel.Emission) -> None:
     pass
 
 
 DEFINITIONS = (buy, count, echo, anything, restocked, pinged, on_restock)
-OPTIONS: dict[str, Any] = {"allow_tasks": ("shop.*",), "allow_events": ("shop.*",)}
+OPTIONS: dict[str, Any] = {"allow_tasks": ("cart.*", "shop.buy"), "allow_events": ("cart.*",)}
 
 
 async def test_the_document_is_valid_openapi_and_needs_the_token() -> None:
@@ -104,37 +107,37 @@ async def test_schemas_are_discoverys_with_references_rebased() -> None:
         discovery = (await client.get("/discovery")).json()
     schemas = document["components"]["schemas"]
     inputs = {task["id"]: task["input_schema"] for task in discovery["tasks"]}
-    assert schemas["task.shop.buy.input"] == inputs["shop.buy"]
+    assert schemas["task.cart.buy.input"] == inputs["cart.buy"]
     # Tree contains itself: discovery's "#" is the component's pointer here.
-    tree = schemas["task.shop.count.input"]
+    tree = schemas["task.cart.count.input"]
     assert tree["properties"]["children"]["items"] == {
-        "$ref": "#/components/schemas/task.shop.count.input"
+        "$ref": "#/components/schemas/task.cart.count.input"
     }
-    assert schemas["task.shop.count.result"] == {"type": "integer"}
-    assert schemas["task.shop.buy.result"]["properties"]["kind"] == {
+    assert schemas["task.cart.count.result"] == {"type": "integer"}
+    assert schemas["task.cart.buy.result"]["properties"]["kind"] == {
         "type": "string",
         "enum": ["sale", "refund"],
     }
-    assert schemas["task.shop.echo.result"] == {
+    assert schemas["task.cart.echo.result"] == {
         "type": "object",
         "additionalProperties": {"type": "array"},
     }
-    assert schemas["task.shop.anything.result"] == {}
-    buy_op = document["paths"]["/__runner/task/shop.buy"]["post"]
+    assert schemas["task.cart.anything.result"] == {}
+    buy_op = document["paths"]["/__runner/task/cart.buy"]["post"]
     assert buy_op["requestBody"]["required"] is True
     statuses = set(buy_op["responses"])
     assert {"200", "400", "401", "404", "408", "413", "422", "500", "503", "default"} == statuses
-    event = document["paths"]["/__runner/event/shop.restocked"]["post"]
+    event = document["paths"]["/__runner/event/cart.restocked"]["post"]
     assert event["requestBody"]["content"]["application/json"]["schema"]["required"] == ["payload"]
     assert document["paths"]["/health"]["get"]["security"] == []
 
 
 def test_an_anonymous_exposure_has_no_security_and_may_answer_415() -> None:
-    config = kernel.exposure.ExposureConfig(allow_anonymous=True, allow_tasks=("shop.*",))
-    document = openapi_document(title="a", config=config, tasks={"shop.buy": buy}, events={})
+    config = kernel.exposure.ExposureConfig(allow_anonymous=True, allow_tasks=("cart.*",))
+    document = openapi_document(title="a", config=config, tasks={"cart.buy": buy}, events={})
     openapi_spec_validator.validate(document)
     assert "security" not in document
-    responses = document["paths"]["/__runner/task/shop.buy"]["post"]["responses"]
+    responses = document["paths"]["/__runner/task/cart.buy"]["post"]["responses"]
     assert "415" in responses
     assert "401" not in responses
 
@@ -181,8 +184,15 @@ def _fuzz(document: dict[str, Any], base_url: str) -> int:
 
 @pytest.mark.slow
 async def test_schemathesis_finds_no_5xx_and_no_response_off_the_document() -> None:
-    async with serving(*DEFINITIONS, **OPTIONS) as (_, exposure, client):
+    # With the console on, and a durable engine behind it: its API is fuzzed too.
+    async with serving(*DEFINITIONS, *CONSOLE_DEFINITIONS, console=True, **OPTIONS) as (
+        rt,
+        exposure,
+        client,
+    ):
+        await rt.resource(ENGINE).start(approval, ConsoleOrder("tea"))
         document = (await client.get("/openapi.json")).json()
         with trio.fail_after(60):
             sent = await trio.to_thread.run_sync(_fuzz, document, exposure.url)
-    assert sent > 100
+    assert sum("/console/api/" in path for path in document["paths"]) == 12
+    assert sent > 300

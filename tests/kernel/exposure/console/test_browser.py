@@ -155,9 +155,7 @@ def _sign_in(page: Any, live: Live, token: str = TOKEN) -> None:
     page.get_by_role("button", name="Open the console").click()
 
 
-def test_without_a_token_only_the_form_shows_and_the_api_answers_401(
-    page: Any, live: Live
-) -> None:
+def test_without_a_token_only_the_form_shows_and_the_api_answers_401(page: Any, live: Live) -> None:
     page.goto(live.console)
     expect = playwright.expect
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
