@@ -107,13 +107,18 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         raise got
     url, switch, token, stop = got
     try:
-        started = httpx.post(
-            f"{url}/__runner/task/orders.start",
-            json={"input": {"item": "tea", "quantity": 2}},
+        with httpx.Client(
+            base_url=f"{url}/__runner/task",
             headers={"authorization": f"Bearer {TOKEN}"},
             timeout=10,
-        )
-        assert started.status_code == 200, started.text
+        ) as client:
+            for quantity in (1, 2, 3):  # some figures for the task table
+                created = client.post(
+                    "/orders.create", json={"input": {"item": "tea", "quantity": quantity}}
+                )
+                assert created.status_code == 200, created.text
+            started = client.post("/orders.start", json={"input": {"item": "tea", "quantity": 2}})
+            assert started.status_code == 200, started.text
         shots = tmp_path_factory.mktemp("console-screenshots")
         print(f"\nconsole screenshots in {shots}")
         yield Live(url, switch, started.json()["result"]["execution_id"], shots)
