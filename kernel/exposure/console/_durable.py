@@ -10,10 +10,11 @@ is left out of listings by the store itself.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Final
 
-from kernel._errors import ConfigError, DefinitionError, KernelError
+from kernel._errors import DefinitionError
 from kernel.durable import (
     STATUSES,
     AuditEntry,
@@ -27,7 +28,7 @@ from kernel.durable import (
     signal,
 )
 from kernel.exposure._limits import Refusal
-from kernel.exposure.console._views import plain
+from kernel.exposure.console._views import plain, started_values
 
 if TYPE_CHECKING:
     from kernel._runtime import Runtime
@@ -102,15 +103,11 @@ class Durable:
 
     def engines(self) -> dict[str, Engine]:
         """The started engines by resource id."""
-        found: dict[str, Engine] = {}
-        for node in self._runtime.graph.resources():
-            try:
-                value = self._runtime.resource(node.definition)  # type: ignore[arg-type]
-            except KernelError:
-                continue
-            if isinstance(value, Engine):
-                found[node.id] = value
-        return found
+        return {
+            id: value
+            for id, value in started_values(self._runtime).items()
+            if isinstance(value, Engine)
+        }
 
     def engine(self, params: Mapping[str, str]) -> tuple[str, Engine]:
         """The engine ``params["engine"]`` names (else the first), or `Refusal` 404."""
@@ -148,7 +145,8 @@ class Durable:
     async def detail(self, params: Mapping[str, str], execution_id: str) -> dict[str, Any]:
         """One execution with its input, result, step results and audit timeline."""
         _, engine = self.engine(params)
-        execution = await _get(engine, execution_id)
+        with _refusals():
+            execution = await engine.get_execution(execution_id)
         steps = await engine.store.list_step_results(execution.id)
         audit = await engine.store.list_audit_entries(execution.id)
         return {
@@ -173,29 +171,18 @@ class Durable:
             )
         try:
             target: Signal[Any] = signal(name)
-        except (DefinitionError, TypeError, ValueError):
+        except DefinitionError:
             raise Refusal(400, "bad_request", "not a signal id") from None
-        await _get(engine, execution_id)
-        try:
+        with _refusals():
+            # (A signal named here has no payload type: the workflow's wait reads it.)
             await engine.signal(execution_id, target, body.get("payload"))
-        except UnknownExecutionError:
-            raise Refusal(404, "not_found", "no such execution") from None
-        except ConfigError as exc:
-            raise Refusal(
-                422, "invalid_input", "invalid signal payload", details=exc.problems
-            ) from None
-        except DurableError as exc:
-            raise Refusal(409, "conflict", str(exc)) from None
         return {"ok": True}
 
     async def cancel(self, params: Mapping[str, str], execution_id: str) -> dict[str, Any]:
         """Cancel the execution (an ended one is left as it is); its summary after."""
         _, engine = self.engine(params)
-        await _get(engine, execution_id)
-        try:
+        with _refusals():
             execution = await engine.cancel(execution_id)
-        except UnknownExecutionError:
-            raise Refusal(404, "not_found", "no such execution") from None
         return {"ok": True, "execution": _execution(execution)}
 
     async def recover(self, params: Mapping[str, str]) -> dict[str, Any]:
@@ -204,13 +191,18 @@ class Durable:
         return {"ok": True, "active": await engine.recover()}
 
 
-async def _get(engine: Engine, execution_id: str) -> Execution:
+@contextmanager
+def _refusals() -> Iterator[None]:
+    """The engine's refusals as answers: an unknown execution 404, one that cannot be read
+    back 409 (its text stays out of the answer), one that has ended 409."""
     try:
-        return await engine.get_execution(execution_id)
+        yield
     except UnknownExecutionError:
         raise Refusal(404, "not_found", "no such execution") from None
-    except CorruptRecordError:  # this record only; its text stays out of the answer
+    except CorruptRecordError:
         raise Refusal(409, "corrupt_record", "the execution's record cannot be read back") from None
+    except DurableError as exc:  # e.g. a signal to an execution that has ended
+        raise Refusal(409, "conflict", str(exc)) from None
 
 
 def _page(

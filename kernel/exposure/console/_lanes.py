@@ -10,9 +10,8 @@ from __future__ import annotations
 import inspect
 from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
-from kernel._errors import KernelError
 from kernel.exposure._limits import Refusal
-from kernel.exposure.console._views import plain
+from kernel.exposure.console._views import plain, started_values
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -54,15 +53,11 @@ class Lanes:
 
     def lanes(self) -> dict[str, LaneView]:
         """The started resources whose value is a `LaneView`, by id."""
-        found: dict[str, LaneView] = {}
-        for node in self._runtime.graph.resources():
-            try:
-                value = self._runtime.resource(node.definition)  # type: ignore[arg-type]
-            except KernelError:
-                continue
-            if isinstance(value, LaneView) and not isinstance(value, type):
-                found[node.id] = value
-        return found
+        return {
+            id: value
+            for id, value in started_values(self._runtime).items()
+            if isinstance(value, LaneView) and not isinstance(value, type)
+        }
 
     async def view(self) -> dict[str, Any]:
         """Each lane's pending count, lag and oldest pending age (where it tells them)

@@ -292,8 +292,6 @@ def _operation(path: str, method: str) -> Operation:
         errors[409] = "the execution has ended, or its record cannot be read back"
     if method == "POST":
         errors.update({408: "the body was too slow", 413: "the body is too large"})
-    if path.endswith("/signal"):
-        errors[422] = "the payload does not fit the signal"
     errors.update({500: "internal error", 503: "the service is shutting down"})
     operation: Operation = {
         "operationId": f"console:{method.lower()}:{path}",

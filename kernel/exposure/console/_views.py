@@ -26,7 +26,15 @@ from resilience import redis as shared
 if TYPE_CHECKING:
     from kernel._runtime import Runtime
 
-__all__ = ["History", "app_view", "graph_view", "plain", "primitives_view", "tasks_view"]
+__all__ = [
+    "History",
+    "app_view",
+    "graph_view",
+    "plain",
+    "primitives_view",
+    "started_values",
+    "tasks_view",
+]
 
 #: Seconds between two samples of a task's history, and how many are kept (10 minutes).
 SAMPLE_EVERY: Final = 3.0
@@ -49,6 +57,18 @@ def user_nodes(graph: Graph) -> list[Node]:
     return [
         node for node in graph.nodes.values() if node.place != KERNEL_PLACE and node.kind in _SHOWN
     ]
+
+
+def started_values(runtime: Runtime) -> dict[str, Any]:
+    """The values of the app's started resources by id (one still starting, with
+    ``parallel_init``, or already disposed is left out)."""
+    values: dict[str, Any] = {}
+    for node in runtime.graph.resources():
+        try:
+            values[node.id] = runtime.resource(node.definition)  # type: ignore[arg-type]
+        except KernelError:
+            continue
+    return values
 
 
 def app_view(runtime: Runtime, started: float) -> dict[str, Any]:
@@ -137,10 +157,7 @@ async def primitives_view(runtime: Runtime) -> dict[str, Any]:
     once, with the tasks sharing it), with its statistics now."""
     found: dict[str, dict[int, tuple[Any, list[str]]]] = {kind: {} for kind, _, _ in _KINDS}
     for task in _tasks(runtime.graph):
-        try:
-            state = runtime.task_state(task)
-        except KernelError:  # disposed meanwhile
-            break
+        state = runtime.task_state(task)
         for kind, attribute, types in _KINDS:
             primitive = state.get(attribute)
             if isinstance(primitive, types):
@@ -182,22 +199,17 @@ def tasks_view(runtime: Runtime, allowed: frozenset[str], history: History) -> d
     rows = []
     for task in _tasks(runtime.graph):
         row: dict[str, Any] = {"id": task.id, "allowed": task.id in allowed}
-        if snapshot is not None:
-            figures = snapshot.tasks.get(task.id)
-            if figures is None:  # never run: counted from zero
-                row.update(calls=0, errors=0, in_flight=0, rate_per_second=0.0)
-                row.update(p50_ms=None, p95_ms=None, p99_ms=None)
-                row["history"] = history.record(task.id, now, 0, 0)
-            else:
-                row.update(
-                    calls=figures.calls,
-                    errors=figures.errors,
-                    in_flight=figures.in_flight,
-                    rate_per_second=round(figures.rate_per_second, 3),
-                    p50_ms=_ms(figures.p50),
-                    p95_ms=_ms(figures.p95),
-                    p99_ms=_ms(figures.p99),
-                    history=history.record(task.id, now, figures.calls, figures.errors),
-                )
+        figures = snapshot.tasks.get(task.id) if snapshot is not None else None
+        if figures is not None:  # (every task is counted from the runtime's start)
+            row.update(
+                calls=figures.calls,
+                errors=figures.errors,
+                in_flight=figures.in_flight,
+                rate_per_second=round(figures.rate_per_second, 3),
+                p50_ms=_ms(figures.p50),
+                p95_ms=_ms(figures.p95),
+                p99_ms=_ms(figures.p99),
+                history=history.record(task.id, now, figures.calls, figures.errors),
+            )
         rows.append(row)
     return {"metrics": registry is not None, "tasks": rows}

@@ -4,6 +4,7 @@ conforms)."""
 
 from __future__ import annotations
 
+import importlib.metadata
 from datetime import date
 from typing import Any, Literal
 
@@ -198,3 +199,43 @@ async def test_schemathesis_finds_no_5xx_and_no_response_off_the_document() -> N
             sent = await trio.to_thread.run_sync(_fuzz, document, served.url)
     assert sum("/console/api/" in path for path in document["paths"]) == 12
     assert sent > 200
+
+
+@kernel.task("cart.unknown")
+async def unknown() -> Missing:  # type: ignore[name-defined]  # noqa: F821
+    return None
+
+
+def test_what_cannot_be_described_is_any_value_and_probes_follow_the_config(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_distribution(name: str) -> str:
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", no_distribution)
+    config = kernel.exposure.ExposureConfig(
+        auth=AUTH, allow_tasks=("cart.*",), health=False, metrics=False
+    )
+    document = openapi_document(
+        title="a", config=config, tasks={"cart.unknown": unknown}, events={"cart.pinged": pinged}
+    )
+    openapi_spec_validator.validate(document)
+    assert document["components"]["schemas"]["task.cart.unknown.result"] == {}
+    assert document["info"]["version"] == "0"
+    assert not {"/health", "/ready", "/metrics"} & set(document["paths"])
+    event = document["paths"]["/__runner/event/cart.pinged"]["post"]
+    assert event["requestBody"]["required"] is False
+
+
+def test_a_result_type_that_contains_itself_is_a_component_of_its_own() -> None:
+    @kernel.task("cart.trees")
+    async def trees() -> list[Tree]:
+        return []
+
+    config = kernel.exposure.ExposureConfig(auth=AUTH, allow_tasks=("cart.*",))
+    document = openapi_document(title="a", config=config, tasks={"cart.trees": trees}, events={})
+    openapi_spec_validator.validate(document)
+    result = document["components"]["schemas"]["task.cart.trees.result"]
+    pointer = "#/components/schemas/task.cart.trees.result/$defs/Tree"
+    assert result["items"]["properties"]["children"]["items"] == {"$ref": pointer}
+    assert result["$defs"]["Tree"]["properties"]["children"]["items"] == {"$ref": pointer}

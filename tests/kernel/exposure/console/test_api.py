@@ -4,8 +4,10 @@ the OpenAPI document."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -15,9 +17,13 @@ import pytest
 import trio
 
 import kernel
+import middleware as mw
+from kernel import durable
 from kernel.exposure import http
 from kernel.exposure.console import LaneView
+from kernel.exposure.console._views import started_values
 from kernel.metrics import MetricsRegistry
+from resilience import redis as shared
 from tests.kernel.exposure.console.apps import (
     DEFINITIONS,
     ENGINE,
@@ -215,7 +221,13 @@ async def test_detail_signal_cancel_and_recover() -> None:
         extra = await client.get(f"{API}/durable/executions/{waiting_id}", params={"x": "1"})
         bad_bodies = [
             await client.post(f"{API}/durable/executions/{waiting_id}/signal", json=body)
-            for body in ({}, {"signal": 3}, {"signal": "shop.approved", "more": 1}, [1])
+            for body in (
+                {},
+                {"signal": 3},
+                {"signal": "not an id!"},
+                {"signal": "shop.approved", "more": 1},
+                [1],
+            )
         ]
         not_json = await client.post(
             f"{API}/durable/executions/{waiting_id}/signal", content=b"{nope"
@@ -235,7 +247,7 @@ async def test_detail_signal_cancel_and_recover() -> None:
     assert missing.status_code == 404
     assert failure(missing)["code"] == "not_found"
     assert extra.status_code == 400
-    assert [response.status_code for response in bad_bodies] == [400, 400, 400, 400]
+    assert [response.status_code for response in bad_bodies] == [400] * 5
     assert not_json.status_code == 400
     assert sent.json() == {"ok": True}
     execution = detail["execution"]
@@ -341,3 +353,132 @@ async def test_the_console_api_is_in_the_openapi_document() -> None:
         "limit",
     }
     assert "401" in listing["responses"]
+
+
+async def test_tasks_not_run_yet_count_from_zero_and_the_worker_is_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TRIO_RUNNER_WORKER", "2")
+    async with console() as (_, client):
+        tasks = (await client.get(f"{API}/tasks")).json()
+        app = (await client.get(f"{API}/app")).json()
+        bad = await client.get(f"{API}/tasks", params={"since": "1"})
+    row = next(row for row in tasks["tasks"] if row["id"] == "shop.limited")
+    assert (row["calls"], row["errors"], row["in_flight"], row["p99_ms"]) == (0, 0, 0, None)
+    assert row["history"] == [[0.0, 0, 0]]
+    assert app["worker"] == "2"
+    assert bad.status_code == 400
+    assert "since" in failure(bad)["message"]
+
+
+async def test_an_app_without_a_durable_engine_lists_no_executions() -> None:
+    exposure = http("exposure", auth=AUTH, allow_tasks=("shop.buy",), console=True)
+    app = kernel.App("bare", register=[DEFINITIONS[0], buy, exposure])
+    with trio.fail_after(DEADLINE):
+        async with (
+            kernel.run(app) as rt,
+            httpx.AsyncClient(
+                base_url=rt.resource(exposure).base_url, headers=dict(HEADERS)
+            ) as client,
+        ):
+            listed = (await client.get(f"{API}/durable/executions")).json()
+            named = await client.get(f"{API}/durable/executions", params={"engine": "x"})
+            detail = await client.get(f"{API}/durable/executions/abc")
+            tasks = (await client.get(f"{API}/tasks")).json()
+    assert (listed["engines"], listed["total"], listed["executions"]) == ([], 0, [])
+    assert named.status_code == 404
+    assert detail.status_code == 404
+    assert tasks["metrics"] is False
+    assert "calls" not in tasks["tasks"][0]
+
+
+async def test_records_that_do_not_read_back_fail_only_themselves(tmp_path: Path) -> None:
+    path = tmp_path / "shop.sqlite3"
+    kept = durable.engine("shop.durable", store=durable.SqliteStore(path), worker=False)
+    exposure = http("exposure", auth=AUTH, allow_tasks=("shop.buy",), console=True)
+    app = kernel.App(
+        "app", register=[*DEFINITIONS, exposure], overrides=[kernel.override(ENGINE, kept)]
+    )
+    with trio.fail_after(DEADLINE):
+        async with kernel.run(app) as rt:
+            sound, garbled, broken = await _start(rt, ["a", "b", "c"])
+            with sqlite3.connect(path) as db:
+                db.execute("UPDATE executions SET input = '{nope' WHERE id = ?", (garbled,))
+                db.execute("UPDATE executions SET attempt = 'many' WHERE id = ?", (broken,))
+            async with httpx.AsyncClient(
+                base_url=rt.resource(exposure).base_url, headers=dict(HEADERS)
+            ) as client:
+                listed = (await client.get(f"{API}/durable/executions")).json()
+                shown = (await client.get(f"{API}/durable/executions/{garbled}")).json()
+                refused = await client.get(f"{API}/durable/executions/{broken}")
+                signalled = await client.post(
+                    f"{API}/durable/executions/{broken}/signal", json={"signal": "shop.approved"}
+                )
+                by_name = await client.get(
+                    f"{API}/durable/executions/{sound}", params={"engine": "shop.durable"}
+                )
+    assert [e["id"] for e in listed["executions"]] == [garbled, sound]
+    assert shown["execution"]["input"] == {"unparsed": "{nope"}
+    assert refused.status_code == 409
+    assert failure(refused)["code"] == "corrupt_record"
+    assert "many" not in refused.text
+    assert signalled.status_code == 409
+    assert by_name.json()["execution"]["input"] == {"item": "a"}
+
+
+async def test_a_shared_primitive_whose_store_fails_shows_the_error_in_its_row() -> None:
+    store = shared.Store.from_url("redis://127.0.0.1:9")  # never opened
+    fleet = shared.CircuitBreaker(store, name="fleet")
+
+    @kernel.task("shop.fleet", middleware=[mw.circuit_breaker(fleet)])
+    async def fleet_task() -> None:
+        pass
+
+    async with console(fleet_task) as (_, client):
+        primitives = (await client.get(f"{API}/primitives")).json()
+    row = next(row for row in primitives["circuits"] if row["name"] == "fleet")
+    assert (row["scope"], row["tasks"]) == ("shared", ["shop.fleet"])
+    assert row["error"].startswith("StoreClosed: ")
+    assert "state" not in row
+
+
+@attrs.define
+class FailingLane(FakeLane):
+    async def pending(self) -> int:
+        raise ConnectionError("redis is away")
+
+
+@kernel.resource("shop.failing_lane")
+async def failing_lane() -> FailingLane:
+    return FailingLane([])
+
+
+@kernel.resource("shop.odd_lane")
+async def odd_lane() -> FakeLane:
+    return FakeLane([DeadLetter("2-0", "shop.placed", {1, 2}, "boom", 1)])
+
+
+async def test_a_lane_that_fails_shows_its_error_and_odd_values_their_repr() -> None:
+    async with console(failing_lane, odd_lane) as (_, client):
+        view = (await client.get(f"{API}/lanes")).json()
+        wrong = await client.post(f"{API}/lanes/shop.odd_lane/replay", json={"message_id": 7})
+    rows = {row["id"]: row for row in view["lanes"]}
+    assert rows["shop.failing_lane"]["error"] == "ConnectionError: redis is away"
+    assert rows["shop.odd_lane"]["dead_letters"][0]["payload"] == "{1, 2}"
+    assert wrong.status_code == 400
+
+
+def test_resources_not_started_are_left_out() -> None:
+    class Starting:
+        """A runtime whose second resource is still starting (``parallel_init``)."""
+
+        graph = kernel.dry_run(kernel.App("a", register=[DEFINITIONS[0], lane]))
+
+        def resource(self, definition: Any) -> Any:
+            if definition.id == "shop.lane":
+                raise kernel.KernelError("resource 'shop.lane' is not started")
+            return "value"
+
+    values = started_values(Starting())  # type: ignore[arg-type]
+    assert values["shop.warehouse"] == "value"
+    assert "shop.lane" not in values
