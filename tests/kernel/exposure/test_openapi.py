@@ -45,16 +45,17 @@ class Receipt:
     day: date | None = None
 
 
-class OutOfStock(kernel.PublicError):
+class SoldOut(kernel.PublicError):
     http_status = 409
-    code = "out_of_stock"
+    # (Codes are process-wide: test_remote has its own out_of_stock.)
+    code = "cart_sold_out"
 
 
 @kernel.task("cart.buy", input=Item, result=Receipt)
 async def buy(item: Item) -> Receipt:
     """Buy one item (409 when it is called 'gone')."""
     if item.name == "gone":
-        raise OutOfStock("out of stock")
+        raise SoldOut("sold out")
     return Receipt(len(item.name), "sale", date(2026, 1, 2))
 
 
