@@ -9,7 +9,7 @@ refreshes every few seconds:
 
 - ``app``: id, uptime, state (ready, starting, shutting down), process and worker id;
 - ``graph``: resources, tasks, events and hooks with their edges (drawn by the page);
-- ``health``: the health report, checks run now;
+- ``health``: the health report (shared with ``/health`` for ``health_cache`` seconds);
 - ``primitives``: every circuit breaker (state, when it next admits a probe), rate limiter
   and bulkhead (use now) of the task pipelines, local or shared;
 - ``tasks``: calls, errors, in flight, p50/p95/p99 and the history behind a small chart;

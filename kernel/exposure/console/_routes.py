@@ -59,12 +59,14 @@ Handler = Callable[[Request], Awaitable[Any]]
 @attrs.frozen
 class Gate:
     """What the console borrows from its exposure: authentication (401), the error
-    answer, the body reader (limits) and the JSON response."""
+    answer, the body reader (limits), the JSON response and the health report (shared with
+    ``/health`` for ``health_cache`` seconds, so open consoles do not multiply the checks)."""
 
     authenticate: Callable[[Request], Awaitable[Any]]
     answer: Callable[[Scope, Exception], Response]
     read_body: Callable[[Request], Awaitable[bytes]]
     respond: Callable[[int, Any], Response]
+    health: Callable[[], Awaitable[dict[str, Any]]]
 
 
 def _asset(name: str) -> bytes:
@@ -147,7 +149,7 @@ class Console:
 
     async def _health(self, request: Request) -> Any:
         self._params(request)
-        return (await self._runtime.health()).to_dict()
+        return await self._gate.health()
 
     async def _primitives(self, request: Request) -> Any:
         self._params(request)
@@ -264,7 +266,7 @@ _SIGNAL: Final = {
 _SUMMARIES: Final = {
     "app": "the app: id, uptime, state, process and worker",
     "graph": "the dependency graph: nodes and edges",
-    "health": "the health report, checks run now",
+    "health": "the health report (the one /health serves, within health_cache)",
     "primitives": "circuit breakers, rate limiters and bulkheads of the task pipelines",
     "tasks": "per task: calls, errors, in flight, p50/p95/p99 and a short history",
     "durable/executions": "durable executions, newest first, filtered, one page",

@@ -94,7 +94,7 @@ async def test_an_exposure_without_console_serves_none_of_it() -> None:
 
 
 async def test_app_graph_health_primitives_and_tasks() -> None:
-    async with console() as (rt, client):
+    async with console(health_cache=0) as (rt, client):
         await rt.run_task(buy, Order("tea"))
         for _ in range(2):
             with pytest.raises(RuntimeError):
@@ -482,3 +482,11 @@ def test_resources_not_started_are_left_out() -> None:
     values = started_values(Starting())  # type: ignore[arg-type]
     assert values["shop.warehouse"] == "value"
     assert "shop.lane" not in values
+
+
+async def test_the_console_shares_the_health_report_of_the_probes() -> None:
+    async with console(health_cache=60) as (rt, client):
+        probed = (await client.get(client.base_url.copy_with(path="/health"))).json()
+        rt.resource(DEFINITIONS[0]).broken = True
+        shown = (await client.get(f"{API}/health")).json()
+    assert shown == probed  # one report per period: open consoles do not multiply checks
