@@ -5,7 +5,8 @@ The page is plain HTML, CSS and JavaScript shipped in this package (``static/``)
 no build step. It asks for the exposure's bearer token, keeps it in ``sessionStorage`` and
 sends it in the ``Authorization`` header of every request to the JSON API under
 ``{base}/console/api/`` (no cookies: nothing for a cross-site request to ride on), and
-refreshes every few seconds:
+refreshes every few seconds (``overview``, which holds ``app``, ``health``, ``primitives``,
+``tasks`` and ``lanes``, and the durable listing: two requests a refresh):
 
 - ``app``: id, uptime, state (ready, starting, shutting down), process and worker id;
 - ``graph``: resources, tasks, events and hooks with their edges (drawn by the page);

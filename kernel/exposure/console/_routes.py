@@ -139,6 +139,16 @@ class Console:
     async def _redirect(self, request: Request) -> Response:
         return RedirectResponse(f"{self._config.base_path}/console/", 308)
 
+    async def _overview(self, request: Request) -> Any:
+        self._params(request)
+        return {
+            "app": app_view(self._runtime, self._started),
+            "health": await self._gate.health(),
+            "primitives": await primitives_view(self._runtime),
+            "tasks": tasks_view(self._runtime, self._allowed, self._history),
+            "lanes": await self._lanes.view(),
+        }
+
     async def _app(self, request: Request) -> Any:
         self._params(request)
         return app_view(self._runtime, self._started)
@@ -193,6 +203,7 @@ class Console:
 
     def _api_table(self) -> list[tuple[str, str, Handler]]:
         return [
+            ("overview", "GET", self._overview),
             ("app", "GET", self._app),
             ("graph", "GET", self._graph),
             ("health", "GET", self._health),
@@ -264,6 +275,7 @@ _SIGNAL: Final = {
     "required": ["signal"],
 }
 _SUMMARIES: Final = {
+    "overview": "app, health, primitives, tasks and lanes in one answer (what the page polls)",
     "app": "the app: id, uptime, state, process and worker",
     "graph": "the dependency graph: nodes and edges",
     "health": "the health report (the one /health serves, within health_cache)",

@@ -395,14 +395,19 @@
   async function refresh() {
     if (!sessionStorage.getItem(KEY)) return;
     try {
+      // Two requests a refresh: the overview, and the durable listing (and the open
+      // execution); the graph does not change while the app runs, so it is drawn once.
       await Promise.all([
-        section("app", async () => showApp(await api("app"))),
-        section("health", async () => showHealth(await api("health"))),
-        section("graph", async () => drawGraph(await api("graph"))),
-        section("primitives", async () => showPrimitives(await api("primitives"))),
-        section("tasks", async () => showTasks(await api("tasks"))),
+        section("app", async () => {
+          const overview = await api("overview");
+          showApp(overview.app);
+          showHealth(overview.health);
+          showPrimitives(overview.primitives);
+          showTasks(overview.tasks);
+          showLanes(overview.lanes);
+        }),
+        state.graphDrawn ? null : section("graph", async () => drawGraph(await api("graph"))),
         section("durable", async () => { await showExecutions(); await showExecution(); }),
-        section("lanes", async () => showLanes(await api("lanes"))),
       ]);
     } catch (error) {
       return; // signed out

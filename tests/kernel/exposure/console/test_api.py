@@ -58,7 +58,7 @@ async def console(
 async def test_every_endpoint_needs_the_token_but_the_page_does_not() -> None:
     async with console() as (_, client):
         bare = {"authorization": ""}
-        for path in ("app", "graph", "health", "primitives", "tasks", "lanes"):
+        for path in ("overview", "app", "graph", "health", "primitives", "tasks", "lanes"):
             refused = await client.get(f"{API}/{path}", headers=bare)
             assert refused.status_code == 401, path
             assert failure(refused)["code"] == "unauthorized"
@@ -490,3 +490,20 @@ async def test_the_console_shares_the_health_report_of_the_probes() -> None:
         rt.resource(DEFINITIONS[0]).broken = True
         shown = (await client.get(f"{API}/health")).json()
     assert shown == probed  # one report per period: open consoles do not multiply checks
+
+
+async def test_the_overview_holds_what_the_page_polls() -> None:
+    async with console(health_cache=60) as (_, client):
+        overview = (await client.get(f"{API}/overview")).json()
+        parts = {
+            name: (await client.get(f"{API}/{name}")).json()
+            for name in ("health", "primitives", "lanes")
+        }
+    assert set(overview) == {"app", "health", "primitives", "tasks", "lanes"}
+    assert {name: overview[name] for name in parts} == parts
+    assert overview["app"]["id"] == "app"
+    assert [row["id"] for row in overview["tasks"]["tasks"]] == [
+        "shop.buy",
+        "shop.limited",
+        "shop.approval",
+    ]
