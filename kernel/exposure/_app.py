@@ -296,7 +296,9 @@ class ExposureApp:
     def _console(self) -> Console:
         from kernel.exposure.console import Console, Gate
 
-        gate = Gate(self._authenticate, self._answer, self._read_body, _json, self._health_report)
+        gate = Gate(
+            self._authenticate, self._answer, self._read_body, _json, self._health_report, _is_json
+        )
         return Console(self._runtime, self._config, frozenset(self._tasks), gate)
 
     # ------------------------------------------------------------------ endpoints

@@ -67,6 +67,7 @@ class Gate:
     read_body: Callable[[Request], Awaitable[bytes]]
     respond: Callable[[int, Any], Response]
     health: Callable[[], Awaitable[dict[str, Any]]]
+    is_json: Callable[[str | None], bool]
 
 
 def _asset(name: str) -> bytes:
@@ -108,7 +109,16 @@ class Console:
         return endpoint
 
     async def _body(self, request: Request) -> dict[str, Any]:
-        """The JSON object of the body (``{}`` when empty), else `Refusal` 400."""
+        """The JSON object of the body (``{}`` when empty), else `Refusal` 400; on an
+        anonymous exposure, 415 unless sent as JSON (a cross-site form cannot be)."""
+        if self._config.auth is None and not self._gate.is_json(
+            request.headers.get("content-type")
+        ):
+            raise Refusal(
+                415,
+                "unsupported_media_type",
+                "send the body as JSON with Content-Type: application/json",
+            )
         raw = await self._gate.read_body(request)
         if not raw:
             return {}
@@ -233,8 +243,9 @@ class Console:
     def operations(self) -> list[tuple[str, str, Operation]]:
         """The API's ``(path, method, operation)`` for the OpenAPI document."""
         root = f"{self._config.base_path}/console/api"
+        anonymous = self._config.auth is None
         return [
-            (f"{root}/{path}", method.lower(), _operation(path, method))
+            (f"{root}/{path}", method.lower(), _operation(path, method, anonymous))
             for path, method, _ in self._api_table()
         ]
 
@@ -291,8 +302,10 @@ _SUMMARIES: Final = {
 }
 
 
-def _operation(path: str, method: str) -> Operation:
-    errors = {401: "missing or invalid bearer token", 400: "a bad parameter or body"}
+def _operation(path: str, method: str, anonymous: bool) -> Operation:
+    errors = {400: "a bad parameter or body"}
+    if not anonymous:
+        errors[401] = "missing or invalid bearer token"
     parameters: list[Any] = []
     if path == "durable/executions":
         parameters = list(_LIST)
@@ -306,6 +319,8 @@ def _operation(path: str, method: str) -> Operation:
         errors[409] = "the execution has ended, or its record cannot be read back"
     if method == "POST":
         errors.update({408: "the body was too slow", 413: "the body is too large"})
+        if anonymous:
+            errors[415] = "the body is not sent as JSON (anonymous exposures only)"
     errors.update({500: "internal error", 503: "the service is shutting down"})
     operation: Operation = {
         "operationId": f"console:{method.lower()}:{path}",

@@ -507,3 +507,29 @@ async def test_the_overview_holds_what_the_page_polls() -> None:
         "shop.limited",
         "shop.approval",
     ]
+
+
+async def test_an_anonymous_console_takes_posts_only_as_json() -> None:
+    exposure = http("exposure", allow_anonymous=True, allow_tasks=("shop.buy",), console=True)
+    app = kernel.App("app", register=[*DEFINITIONS, exposure], overrides=[fresh_store()])
+    with trio.fail_after(DEADLINE):
+        async with kernel.run(app) as rt:
+            (execution_id,) = await _start(rt, ["tea"])
+            async with httpx.AsyncClient(base_url=rt.resource(exposure).base_url) as client:
+                # What a cross-site form could send: refused before anything runs.
+                form = await client.post(
+                    f"{API}/durable/executions/{execution_id}/cancel",
+                    content=b"x=1",
+                    headers={"content-type": "text/plain"},
+                )
+                status = (await client.get(f"{API}/durable/executions/{execution_id}")).json()
+                cancelled = await client.post(
+                    f"{API}/durable/executions/{execution_id}/cancel", json={}
+                )
+                document = (await client.get("/openapi.json")).json()
+    assert form.status_code == 415
+    assert status["execution"]["status"] != "cancelled"
+    assert cancelled.json()["execution"]["status"] == "cancelled"
+    responses = document["paths"]["/__runner/console/api/durable/recover"]["post"]["responses"]
+    assert "415" in responses
+    assert "401" not in responses
