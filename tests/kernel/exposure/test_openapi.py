@@ -159,7 +159,7 @@ def _fuzz(document: dict[str, Any], base_url: str) -> int:
         for mode in modes:
 
             @hypothesis.settings(
-                max_examples=8,
+                max_examples=5,
                 deadline=None,
                 database=None,
                 derandomize=True,
@@ -199,7 +199,7 @@ async def test_schemathesis_finds_no_5xx_and_no_response_off_the_document() -> N
                 document = (await client.get("/openapi.json")).json()
             sent = await trio.to_thread.run_sync(_fuzz, document, served.url)
     assert sum("/console/api/" in path for path in document["paths"]) == 13
-    assert sent > 200
+    assert sent > 120
 
 
 @kernel.task("cart.unknown")

@@ -30,6 +30,7 @@ from kernel.metrics import MetricsRegistry
 from tests.examples.conftest import EXAMPLES
 
 playwright = pytest.importorskip("playwright.sync_api")
+pytestmark = pytest.mark.slow  # a real browser, in real time
 
 TOKEN = "console-test-token"
 #: Where a copy of the 1280 px screenshot goes when set (docs/img/console.png is made so).
