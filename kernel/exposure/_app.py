@@ -277,6 +277,7 @@ class ExposureApp:
                 tasks={id: route.task for id, route in self._tasks.items()},
                 events=self._events,
                 extra=console.operations() if console is not None else (),
+                extra_schemas=console.schemas() if console is not None else None,
             ),
             separators=(",", ":"),
         ).encode()

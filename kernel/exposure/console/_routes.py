@@ -19,6 +19,7 @@ from kernel.exposure._limits import Refusal, parse_json
 from kernel.exposure._openapi import Operation, error_responses
 from kernel.exposure.console._durable import MAX_PAGE, Durable
 from kernel.exposure.console._lanes import Lanes
+from kernel.exposure.console._schemas import SCHEMAS, reference
 from kernel.exposure.console._views import (
     History,
     app_view,
@@ -211,21 +212,22 @@ class Console:
 
     # ------------------------------------------------------------------ wiring
 
-    def _api_table(self) -> list[tuple[str, str, Handler]]:
+    def _api_table(self) -> list[tuple[str, str, Handler, str]]:
+        """``(path, method, handler, name of the answer's schema)`` of each API route."""
         return [
-            ("overview", "GET", self._overview),
-            ("app", "GET", self._app),
-            ("graph", "GET", self._graph),
-            ("health", "GET", self._health),
-            ("primitives", "GET", self._primitives),
-            ("tasks", "GET", self._tasks),
-            ("durable/executions", "GET", self._executions),
-            ("durable/executions/{id}", "GET", self._execution),
-            ("durable/executions/{id}/signal", "POST", self._signal),
-            ("durable/executions/{id}/cancel", "POST", self._cancel),
-            ("durable/recover", "POST", self._recover),
-            ("lanes", "GET", self._lanes_view),
-            ("lanes/{id}/replay", "POST", self._replay),
+            ("overview", "GET", self._overview, "overview"),
+            ("app", "GET", self._app, "app"),
+            ("graph", "GET", self._graph, "graph"),
+            ("health", "GET", self._health, "health"),
+            ("primitives", "GET", self._primitives, "primitives"),
+            ("tasks", "GET", self._tasks, "tasks"),
+            ("durable/executions", "GET", self._executions, "executions"),
+            ("durable/executions/{id}", "GET", self._execution, "execution"),
+            ("durable/executions/{id}/signal", "POST", self._signal, "done"),
+            ("durable/executions/{id}/cancel", "POST", self._cancel, "cancelled"),
+            ("durable/recover", "POST", self._recover, "recovered"),
+            ("lanes", "GET", self._lanes_view, "lanes"),
+            ("lanes/{id}/replay", "POST", self._replay, "done"),
         ]
 
     def routes(self) -> list[Route]:
@@ -236,17 +238,23 @@ class Console:
             Route(f"{root}/", self._page, methods=["GET"]),
             Route(f"{root}/static/{{name}}", self._static, methods=["GET"]),
         ]
-        for path, method, handler in self._api_table():
+        for path, method, handler, _ in self._api_table():
             routes.append(Route(f"{root}/api/{path}", self._api(handler), methods=[method]))
         return routes
 
+    @staticmethod
+    def schemas() -> dict[str, Any]:
+        """The components the operations refer to (`kernel.exposure.console._schemas`)."""
+        return dict(SCHEMAS)
+
     def operations(self) -> list[tuple[str, str, Operation]]:
-        """The API's ``(path, method, operation)`` for the OpenAPI document."""
+        """The API's ``(path, method, operation)`` for the OpenAPI document; the schemas
+        they refer to are `SCHEMAS`."""
         root = f"{self._config.base_path}/console/api"
         anonymous = self._config.auth is None
         return [
-            (f"{root}/{path}", method.lower(), _operation(path, method, anonymous))
-            for path, method, _ in self._api_table()
+            (f"{root}/{path}", method.lower(), _operation(path, method, answer, anonymous))
+            for path, method, _, answer in self._api_table()
         ]
 
 
@@ -302,7 +310,7 @@ _SUMMARIES: Final = {
 }
 
 
-def _operation(path: str, method: str, anonymous: bool) -> Operation:
+def _operation(path: str, method: str, answer: str, anonymous: bool) -> Operation:
     errors = {400: "a bad parameter or body"}
     if not anonymous:
         errors[401] = "missing or invalid bearer token"
@@ -330,7 +338,7 @@ def _operation(path: str, method: str, anonymous: bool) -> Operation:
         "responses": {
             "200": {
                 "description": _SUMMARIES[path],
-                "content": {"application/json": {"schema": dict(_OBJECT)}},
+                "content": {"application/json": {"schema": reference(answer)}},
             },
             **error_responses(errors),
         },

@@ -12,6 +12,7 @@ from typing import Any
 
 import attrs
 import httpx
+import jsonschema
 import openapi_spec_validator
 import pytest
 import trio
@@ -35,6 +36,20 @@ from tests.kernel.exposure.console.apps import (
 from tests.kernel.exposure.servers import AUTH, DEADLINE, HEADERS, failure
 
 API = "/console/api"
+
+
+async def shaped(client: httpx.AsyncClient, name: str, path: str, **options: Any) -> Any:
+    """``GET {API}/{path}``'s JSON, validated against the console schema ``name`` of the
+    exposure's own OpenAPI document."""
+    response = await client.get(f"{API}/{path}", **options)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    document = (await client.get("/openapi.json")).json()
+    root = {"$ref": f"#/components/schemas/console.{name}", "components": document["components"]}
+    jsonschema.Draft202012Validator(root).validate(body)
+    return body
+
+
 OPTIONS: dict[str, Any] = {"allow_tasks": ("shop.buy",), "console": True}
 
 
@@ -99,13 +114,13 @@ async def test_app_graph_health_primitives_and_tasks() -> None:
         for _ in range(2):
             with pytest.raises(RuntimeError):
                 await rt.run_task(buy, Order("fail"))
-        app = (await client.get(f"{API}/app")).json()
-        graph = (await client.get(f"{API}/graph")).json()
-        health = (await client.get(f"{API}/health")).json()
-        primitives = (await client.get(f"{API}/primitives")).json()
-        tasks = (await client.get(f"{API}/tasks")).json()
+        app = await shaped(client, "app", "app")
+        graph = await shaped(client, "graph", "graph")
+        health = await shaped(client, "health", "health")
+        primitives = await shaped(client, "primitives", "primitives")
+        tasks = await shaped(client, "tasks", "tasks")
         rt.resource(DEFINITIONS[0]).broken = True
-        broken = (await client.get(f"{API}/health")).json()
+        broken = await shaped(client, "health", "health")
     assert app["id"] == "app"
     assert (app["state"], app["ready"], app["shutting_down"]) == ("ready", True, False)
     assert app["uptime_s"] >= 0
@@ -167,7 +182,7 @@ async def test_executions_newest_first_filtered_and_paged() -> None:
     async with console() as (rt, client):
         ids = await _start(rt, ["a", "b", "c", "d", "e"])
         await _until(client, ids[-1], "waiting")
-        first = (await client.get(f"{API}/durable/executions", params={"limit": 2})).json()
+        first = await shaped(client, "executions", "durable/executions", params={"limit": 2})
         second = (
             await client.get(f"{API}/durable/executions", params={"limit": 2, "offset": 2})
         ).json()
@@ -236,7 +251,8 @@ async def test_detail_signal_cancel_and_recover() -> None:
             f"{API}/durable/executions/{waiting_id}/signal",
             json={"signal": "shop.approved", "payload": True},
         )
-        detail = await _until(client, waiting_id, "completed")
+        await _until(client, waiting_id, "completed")
+        detail = await shaped(client, "execution", f"durable/executions/{waiting_id}")
         again = await client.post(
             f"{API}/durable/executions/{waiting_id}/signal",
             json={"signal": "shop.approved", "payload": True},
@@ -309,7 +325,7 @@ async def test_lanes_are_read_through_the_protocol_and_replayed() -> None:
     async with console(lane) as (rt, client):
         fake = rt.resource(lane)
         assert isinstance(fake, LaneView)
-        view = (await client.get(f"{API}/lanes")).json()
+        view = await shaped(client, "lanes", "lanes")
         bad = await client.post(f"{API}/lanes/shop.lane/replay", json={"id": "1-0"})
         unknown = await client.post(f"{API}/lanes/nope/replay", json={"message_id": "1-0"})
         replayed = await client.post(f"{API}/lanes/shop.lane/replay", json={"message_id": "1-0"})
@@ -360,8 +376,8 @@ async def test_tasks_not_run_yet_count_from_zero_and_the_worker_is_named(
 ) -> None:
     monkeypatch.setenv("TRIO_RUNNER_WORKER", "2")
     async with console() as (_, client):
-        tasks = (await client.get(f"{API}/tasks")).json()
-        app = (await client.get(f"{API}/app")).json()
+        tasks = await shaped(client, "tasks", "tasks")
+        app = await shaped(client, "app", "app")
         bad = await client.get(f"{API}/tasks", params={"since": "1"})
     row = next(row for row in tasks["tasks"] if row["id"] == "shop.limited")
     assert (row["calls"], row["errors"], row["in_flight"], row["p99_ms"]) == (0, 0, 0, None)
@@ -435,7 +451,7 @@ async def test_a_shared_primitive_whose_store_fails_shows_the_error_in_its_row()
         pass
 
     async with console(fleet_task) as (_, client):
-        primitives = (await client.get(f"{API}/primitives")).json()
+        primitives = await shaped(client, "primitives", "primitives")
     row = next(row for row in primitives["circuits"] if row["name"] == "fleet")
     assert (row["scope"], row["tasks"]) == ("shared", ["shop.fleet"])
     assert row["error"].startswith("StoreClosed: ")
@@ -494,7 +510,7 @@ async def test_the_console_shares_the_health_report_of_the_probes() -> None:
 
 async def test_the_overview_holds_what_the_page_polls() -> None:
     async with console(health_cache=60) as (_, client):
-        overview = (await client.get(f"{API}/overview")).json()
+        overview = await shaped(client, "overview", "overview")
         parts = {
             name: (await client.get(f"{API}/{name}")).json()
             for name in ("health", "primitives", "lanes")
