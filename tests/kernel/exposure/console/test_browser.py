@@ -131,9 +131,12 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
 @pytest.fixture(scope="module")
 def browser(live: Live) -> Iterator[Any]:
     with playwright.sync_playwright() as driver:
-        # Root in a container: Chromium's sandbox needs user namespaces it may not get.
+        # Root in a container: Chromium's sandbox needs user namespaces it may not get, and
+        # /dev/shm may be too small for it.
         launched = driver.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-dev-shm-usage"],
         )
         try:
             yield launched
