@@ -9,6 +9,7 @@ This package imports ``middleware`` and ``resilience``, never the other way roun
 
 from kernel import config, durable, events, exposure, metrics, observability, redis, tags
 from kernel._builtins import logger
+from kernel._bus import Emission, EmitReport
 from kernel._definitions import (
     App,
     Event,
@@ -41,7 +42,6 @@ from kernel._errors import (
     ResourceInitError,
     UnknownEventError,
 )
-from kernel._events import Emission, EmitReport
 from kernel._graph import Graph, Node, dry_run
 from kernel._health import CheckResult, HealthReport
 from kernel._main import main

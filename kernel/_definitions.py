@@ -14,8 +14,8 @@ from typing import Any, Final, Literal, TypeAlias, TypeVar
 import attrs
 
 import middleware as mw
-from kernel._config import structure
 from kernel._errors import DefinitionError
+from kernel._structure import structure
 
 __all__ = [
     "App",

@@ -21,7 +21,6 @@ from typing import Any, Final, Literal, TypeAlias, TypeGuard
 import attrs
 
 from kernel._builtins import BUILTINS
-from kernel._config import structure
 from kernel._definitions import (
     UNSET,
     App,
@@ -43,6 +42,7 @@ from kernel._errors import (
     UnknownEventError,
 )
 from kernel._graph_render import FORMATS, render
+from kernel._structure import structure
 
 __all__ = ["Graph", "Kind", "Node", "build_graph", "dry_run"]
 

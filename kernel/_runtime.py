@@ -22,15 +22,15 @@ from trio.lowlevel import current_task
 import middleware as mw
 import resilience as rs
 from kernel._builtins import LOGGER_ID, disposed, disposing, ready
+from kernel._bus import EmitReport, EventBus, HookBinding
 from kernel._calls import Calls, Gauge
-from kernel._config import structure
 from kernel._definitions import App, Event, Hook, Resource, Tag, Task
 from kernel._errors import ConfigError, KernelError, ResourceInitError
-from kernel._events import EmitReport, EventBus, HookBinding
 from kernel._graph import Graph, Node, build_graph
 from kernel._health import HealthReport, Readiness, breakers_of, check_health, health_targets
 from kernel._scope import Scope
 from kernel._shutdown import Shutdown, ShuttingDown
+from kernel._structure import structure
 from kernel.observability._failures import Failures
 from kernel.observability._logging import LogConfig, install, kernel_logger, log_task_failure
 from kernel.observability._metrics import observe_primitives

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
-from kernel._config import structure
 from kernel._definitions import Event, Task
+from kernel._structure import structure
 from kernel.durable._context import Context, RunEnv
 from kernel.durable._definitions import WORKFLOW, Signal, WorkflowConfig
 from kernel.durable._describe import FlowShape, Recorder

@@ -46,11 +46,11 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import resilience as rs
-from kernel._config import converter, structure
 from kernel._definitions import Event, Task
 from kernel._errors import ConfigError, PublicError
 from kernel._graph import KERNEL_PLACE, Node
 from kernel._shutdown import ShuttingDown
+from kernel._structure import converter, structure
 from kernel.durable._definitions import WORKFLOW
 from kernel.exposure._config import BearerAuth, ExposureConfig
 from kernel.exposure._limits import Refusal, parse_json, read_body

@@ -41,9 +41,9 @@ from typing import TYPE_CHECKING, Any, Final
 import attrs
 
 import middleware as mw
-from kernel._config import converter, structure
 from kernel._definitions import Resource, Task, resource
 from kernel._errors import DefinitionError, PublicError, RemoteError
+from kernel._structure import converter, structure
 
 if TYPE_CHECKING:
     import httpx

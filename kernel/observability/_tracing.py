@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace.sampling import Sampler
     from opentelemetry.trace import Tracer
 
-    from kernel._events import Emission
+    from kernel._bus import Emission
     from resilience._observe import Event
 
 __all__ = ["Tracing", "TracingConfig", "start_tracing"]

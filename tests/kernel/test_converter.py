@@ -18,8 +18,8 @@ import attrs
 import pytest
 
 import kernel
-from kernel._config import converter, structure
 from kernel._converter import ShapeError, strict_converter
+from kernel._structure import converter, structure
 from kernel.durable._errors import CorruptRecordError
 from kernel.durable._serde import dumps, loads
 

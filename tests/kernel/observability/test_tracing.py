@@ -23,7 +23,7 @@ from opentelemetry.trace import StatusCode
 import kernel
 import middleware as mw
 import resilience as rs
-from kernel._events import Emission, EventBus, HookBinding
+from kernel._bus import Emission, EventBus, HookBinding
 from kernel.observability._tracing import Tracing, TracingConfig, start_tracing
 from middleware.observability._trace import current_ids
 
