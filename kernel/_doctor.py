@@ -143,7 +143,7 @@ def diagnose(target: App | Service, *, prod: bool = False) -> list[Row]:
 # --- the app itself -----------------------------------------------------------------------
 
 
-def invalid_graph_row(error: KernelError) -> Row:
+def invalid_graph_row(error: Exception) -> Row:
     """The ``graph`` row of an app that does not validate."""
     return _fail(
         "graph",

@@ -7,7 +7,7 @@ bulkhead, cache, fallback and hedging. No framework; each is useful alone.
     answer = await retry.call(fetch, "https://example.org")
 """
 
-from resilience import backoff, redis, testing
+from resilience import backoff, redis, testing, validate
 from resilience._bulkhead import Bulkhead, BulkheadStatistics
 from resilience._cache import Cache, CacheStatistics
 from resilience._circuit import CircuitBreaker, CircuitState, CircuitStatistics, Window
@@ -53,4 +53,5 @@ __all__ = [
     "observe",
     "redis",
     "testing",
+    "validate",
 ]

@@ -11,7 +11,7 @@ import trio
 
 from resilience import _observe
 from resilience._errors import BulkheadFull
-from resilience._validate import (
+from resilience.validate import (
     fail,
     optional_name,
     optional_non_negative_duration,

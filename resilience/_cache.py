@@ -14,7 +14,7 @@ from trio import current_time
 
 from resilience._observe import emit
 from resilience._observe import listeners as _listeners
-from resilience._validate import (
+from resilience.validate import (
     is_bool,
     non_negative_duration,
     optional_name,

@@ -43,7 +43,7 @@ import trio
 from resilience import _observe
 from resilience._circuit_window import CountTracker, TimeTracker, Window, new_tracker
 from resilience._errors import CircuitOpen
-from resilience._validate import (
+from resilience.validate import (
     fail,
     non_negative_duration,
     optional_callable,

@@ -10,7 +10,7 @@ import attrs
 
 from resilience import _observe
 from resilience._failures import ExceptionTypes, check_on, matcher
-from resilience._validate import fail, optional_callable, optional_name
+from resilience.validate import fail, optional_callable, optional_name
 
 __all__ = ["Fallback"]
 

@@ -9,7 +9,7 @@ import attrs
 import trio
 
 from resilience import _observe
-from resilience._validate import non_negative_duration, optional_name, positive_int, to_seconds
+from resilience.validate import non_negative_duration, optional_name, positive_int, to_seconds
 
 __all__ = ["Hedge"]
 

@@ -18,7 +18,7 @@ from resilience._ratelimit_algorithms import (
     Reservation,
     WindowSpec,
 )
-from resilience._validate import (
+from resilience.validate import (
     fail,
     optional_name,
     optional_non_negative_duration,

@@ -20,14 +20,14 @@ from tenacity.stop import stop_base
 
 from resilience import _observe
 from resilience._failures import check_on, matcher
-from resilience._validate import (
+from resilience.backoff import exponential
+from resilience.validate import (
     fail,
     optional_callable,
     optional_name,
     optional_non_negative_duration,
     to_seconds,
 )
-from resilience.backoff import exponential
 
 __all__ = ["Retry", "fast_mode"]
 

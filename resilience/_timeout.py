@@ -10,7 +10,7 @@ import trio
 
 from resilience import _observe
 from resilience._errors import TimeoutExceeded
-from resilience._validate import non_negative_duration, optional_name, to_seconds
+from resilience.validate import non_negative_duration, optional_name, to_seconds
 
 __all__ = ["Timeout"]
 

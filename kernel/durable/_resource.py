@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import trio
 
@@ -27,10 +28,10 @@ def engine(
     *,
     store: Store,
     worker: bool = True,
-    polling_interval: float = 1.0,
+    polling_interval: float | timedelta = 1.0,
     recover_on_startup: bool = True,
     max_attempts: int = 3,
-    claim_ttl: float = 30.0,
+    claim_ttl: float | timedelta = 30.0,
     audit: bool = True,
     concurrency: int = 16,
 ) -> Resource:
@@ -50,18 +51,15 @@ def engine(
     - ``audit``: keep the timeline of each execution (``store.list_audit_entries``).
     - ``concurrency``: executions this worker runs at once.
     """
-    try:
-        options = EngineOptions(
-            worker=worker,
-            polling_interval=polling_interval,
-            recover_on_startup=recover_on_startup,
-            max_attempts=max_attempts,
-            claim_ttl=claim_ttl,
-            audit=audit,
-            concurrency=concurrency,
-        )
-    except (TypeError, ValueError) as exc:
-        raise DefinitionError(str(exc)) from exc
+    options = EngineOptions(
+        worker=worker,
+        polling_interval=polling_interval,
+        recover_on_startup=recover_on_startup,
+        max_attempts=max_attempts,
+        claim_ttl=claim_ttl,
+        audit=audit,
+        concurrency=concurrency,
+    )
     if not isinstance(store, Store):
         raise DefinitionError(
             f"kernel.durable.engine {id!r}: store must be a MemoryStore, SqliteStore, "

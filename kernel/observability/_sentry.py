@@ -60,7 +60,7 @@ from kernel.observability._logging import (
     optional_level,
 )
 from kernel.observability._redaction import Redaction
-from resilience._validate import non_negative_duration, positive_int, to_seconds
+from resilience.validate import non_negative_duration, positive_int, to_seconds
 
 if TYPE_CHECKING:
     import sentry_sdk

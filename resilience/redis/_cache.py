@@ -42,17 +42,17 @@ from loguru import logger
 import resilience as rs
 from resilience import _observe
 from resilience._errors import StoreUnavailable
-from resilience._validate import (
+from resilience.redis._codec import dumps, loads, return_type
+from resilience.redis._keys import check_user_key, is_label
+from resilience.redis._scripts import script
+from resilience.redis._store import LOCAL, Store, StoreClosed, is_store
+from resilience.validate import (
     finite,
     is_bool,
     non_negative_duration,
     positive_duration,
     to_seconds,
 )
-from resilience.redis._codec import dumps, loads, return_type
-from resilience.redis._keys import check_user_key, is_label
-from resilience.redis._scripts import script
-from resilience.redis._store import LOCAL, Store, StoreClosed, is_store
 
 __all__ = ["POLL_INTERVAL", "Cache", "CacheStatistics"]
 

@@ -65,12 +65,12 @@ from resilience import _observe
 from resilience._circuit import CircuitState, ResetTimeout
 from resilience._circuit_window import TimeTracker, Window
 from resilience._errors import CircuitOpen, StoreUnavailable
-from resilience._validate import finite, positive_duration, to_seconds
 from resilience.redis._circuit_view import UNKNOWN, View, parse_view
 from resilience.redis._entries import Entries
 from resilience.redis._keys import is_label
 from resilience.redis._scripts import script
 from resilience.redis._store import LOCAL, Store, StoreClosed, is_store
+from resilience.validate import finite, positive_duration, to_seconds
 
 __all__ = ["CircuitBreaker"]
 

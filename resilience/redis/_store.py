@@ -32,9 +32,9 @@ from loguru import logger
 
 from resilience import _observe
 from resilience._errors import StoreUnavailable
-from resilience._validate import fail, finite, positive_duration, to_seconds
 from resilience.redis._keys import IdSource, is_label, key_of
 from resilience.redis._scripts import Script
+from resilience.validate import fail, finite, positive_duration, to_seconds
 
 if TYPE_CHECKING:
     import coredis

@@ -400,10 +400,10 @@ async def test_the_report_is_immutable(autojump_clock: trio.testing.MockClock) -
 @pytest.mark.parametrize(
     ("value", "exc", "message"),
     [
-        (0, ValueError, "check_health: timeout must be > 0 seconds, got 0"),
-        (-1.0, ValueError, "check_health: timeout must be > 0 seconds, got -1.0"),
-        (math.nan, ValueError, "check_health: timeout must be > 0 seconds, got nan"),
-        (timedelta(0), ValueError, "check_health: timeout must be > 0 seconds, got 0.0"),
+        (0, ValueError, "check_health: timeout must be > 0, got 0"),
+        (-1.0, ValueError, "check_health: timeout must be > 0, got -1.0"),
+        (math.nan, ValueError, "check_health: timeout must not be NaN"),
+        (timedelta(0), ValueError, "check_health: timeout must be > 0, got 0.0"),
         ("5", TypeError, "check_health: timeout must be a number of seconds or a timedelta"),
         (True, TypeError, "check_health: timeout must be a number of seconds or a timedelta"),
     ],

@@ -17,6 +17,7 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -1164,24 +1165,35 @@ async def test_recover_gets_past_a_row_that_goes_bad_while_it_recovers(
 
 
 @pytest.mark.parametrize(
-    ("option", "value"),
+    ("option", "value", "error"),
     [
-        ("worker", "yes"),
-        ("polling_interval", 0),
-        ("polling_interval", True),
-        ("polling_interval", "1"),
-        ("recover_on_startup", 1),
-        ("max_attempts", 0),
-        ("max_attempts", 2.0),
-        ("claim_ttl", -1.0),
-        ("audit", None),
-        ("concurrency", 0),
-        ("concurrency", False),
+        ("worker", "yes", TypeError),
+        ("polling_interval", 0, ValueError),
+        ("polling_interval", True, TypeError),
+        ("polling_interval", "1", TypeError),
+        ("recover_on_startup", 1, TypeError),
+        ("max_attempts", 0, ValueError),
+        ("max_attempts", 2.0, TypeError),
+        ("claim_ttl", -1.0, ValueError),
+        ("claim_ttl", timedelta(seconds=-1), ValueError),
+        ("audit", None, TypeError),
+        ("concurrency", 0, ValueError),
+        ("concurrency", False, TypeError),
     ],
 )
-def test_each_bad_option_is_a_definition_error_naming_it(option: str, value: Any) -> None:
-    with pytest.raises(kernel.DefinitionError, match=f"engine: {option} must be"):
+def test_each_bad_option_is_a_value_or_type_error_naming_it(
+    option: str, value: Any, error: type[Exception]
+) -> None:
+    with pytest.raises(error, match=f"engine: {option} must be") as info:
         engine("durable", store=MemoryStore(), **{option: value})
+    assert type(info.value) is error  # not a DefinitionError: the declaration is well formed
+
+
+async def test_durations_may_be_timedeltas() -> None:
+    durations = {"claim_ttl": timedelta(seconds=12), "polling_interval": timedelta(seconds=0.25)}
+    async with running_engine(echo, **durations) as (_, e):
+        _, result = await e.start_and_wait(echo, 7)
+        assert result == 7
 
 
 def test_the_store_must_be_a_store() -> None:
