@@ -21,7 +21,7 @@ from resilience._errors import (
 )
 from resilience._fallback import Fallback
 from resilience._hedge import Hedge
-from resilience._observe import Event, Subscription, observe
+from resilience._observe import Event, Listeners, Subscription, observe
 from resilience._ratelimit import RateLimiter, RateLimiterStatistics
 from resilience._retry import Retry
 from resilience._timeout import Timeout
@@ -39,6 +39,7 @@ __all__ = [
     "Event",
     "Fallback",
     "Hedge",
+    "Listeners",
     "RateLimited",
     "RateLimiter",
     "RateLimiterStatistics",

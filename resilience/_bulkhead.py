@@ -129,7 +129,7 @@ class Bulkhead:
 
     def _reject(self, reason: str) -> None:
         self._rejected += 1
-        if _observe.listeners:
+        if _observe.active:
             _observe.emit(
                 "bulkhead.rejected",
                 self.name,

@@ -68,7 +68,7 @@ class Fallback(Generic[T]):
         """
         if not self._matches(exc):
             raise exc
-        if _observe.listeners:
+        if _observe.active:
             _observe.emit("fallback.used", self.name, error=exc)
         if self.handler is not None:
             return await self.handler(exc, *args, **kwargs)

@@ -162,19 +162,19 @@ class Retry:
             if not self._should_retry(failure, state):
                 raise failure
             if self._gives_up(failure, state, now):
-                if _observe.listeners:
+                if _observe.active:
                     _observe.emit(
                         "retry.gave_up", self.name, attempts=state.attempt_number, error=failure
                     )
                 raise failure
             delay = self._delay(failure, state)
             if self.timeout is not None and now - state.start_time + delay > self.timeout:
-                if _observe.listeners:
+                if _observe.active:
                     _observe.emit(
                         "retry.gave_up", self.name, attempts=state.attempt_number, error=failure
                     )
                 raise failure
-            if _observe.listeners:
+            if _observe.active:
                 _observe.emit(
                     "retry.attempt",
                     self.name,

@@ -38,6 +38,6 @@ class Timeout:
         with trio.CancelScope(deadline=trio.current_time() + self.seconds):
             return await fn(*args, **kwargs)
         # Only reached when this scope's deadline cancelled fn.
-        if _observe.listeners:
+        if _observe.active:
             _observe.emit("timeout.exceeded", self.name, seconds=self.seconds)
         raise TimeoutExceeded(f"call did not finish within {self.seconds:g} s")

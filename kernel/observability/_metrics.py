@@ -92,10 +92,14 @@ _MISSING: Final = (
 )
 
 
-def observe_primitives(registry: MetricsRegistry | None = None) -> rs.Subscription:
-    """Feed every resilience event into ``registry`` (default: the process-wide one) until
-    the returned subscription is unsubscribed (or its ``with`` block left)."""
-    return rs.observe(_registry(registry, "observe_primitives").record_event)
+def observe_primitives(
+    registry: MetricsRegistry | None = None, *, into: rs.Listeners | None = None
+) -> rs.Subscription:
+    """Feed resilience events into ``registry`` (default: the process-wide one) until the
+    returned subscription is unsubscribed (or its ``with`` block left): every event, or,
+    ``into`` a `resilience.Listeners` registry, those reported in its context (a runtime's)."""
+    record = _registry(registry, "observe_primitives").record_event
+    return rs.observe(record) if into is None else into.observe(record)
 
 
 def _registry(registry: MetricsRegistry | None, owner: str) -> MetricsRegistry:

@@ -249,7 +249,7 @@ class Bulkhead:
 
     def _reject(self, reason: str, active: int | None, queued: int | None) -> BulkheadFull:
         self._rejected += 1
-        if _observe.listeners:
+        if _observe.active:
             _observe.emit(
                 "bulkhead.rejected", self.name, active=active, queued=queued, reason=reason
             )

@@ -413,7 +413,7 @@ class CircuitBreaker:
         self._n_reject += 1
         if not self._looping:
             self._start_loop()
-        if _observe.listeners:
+        if _observe.active:
             _observe.emit("circuit.rejected", self.name, state=state.value, retry_after=retry_after)
         return CircuitOpen(f"circuit {self.name!r} {why}", retry_after=retry_after)
 
@@ -599,7 +599,7 @@ class CircuitBreaker:
                 self._tracker.clear()
         self._view = view
         self._closed_until = view.valid_until if view.state is CLOSED else -math.inf
-        if old.state is not view.state and _observe.listeners:
+        if old.state is not view.state and _observe.active:
             _observe.emit(
                 "circuit.state_changed", self.name, old=old.state.value, new=view.state.value
             )

@@ -176,7 +176,7 @@ class RateLimiter:
             self._admitted += 1
             return True
         self._rejected += 1
-        if _observe.listeners:
+        if _observe.active:
             _observe.emit(
                 "ratelimit.rejected", self.name, key=key, cost=cost, retry_after=decision.wait
             )
@@ -212,7 +212,7 @@ class RateLimiter:
                 self._give_back(key, [(cost, decision.member)], known=True)
                 raise
             self._waited += 1
-            if _observe.listeners:
+            if _observe.active:
                 _observe.emit(
                     "ratelimit.waited", self.name, key=key, cost=cost, delay=decision.wait
                 )
@@ -229,7 +229,7 @@ class RateLimiter:
 
     def _reject(self, key: str | None, cost: int, retry_after: float) -> None:
         self._rejected += 1
-        if _observe.listeners:
+        if _observe.active:
             _observe.emit(
                 "ratelimit.rejected", self.name, key=key, cost=cost, retry_after=retry_after
             )
