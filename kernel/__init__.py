@@ -49,11 +49,8 @@ from kernel._runtime import Runtime, run
 from kernel._scope import Scope
 from kernel._service import Service
 from kernel._shutdown import ShuttingDown
-from kernel.exposure._remote import remote_task as remote
-from kernel.observability._logging import LogConfig
-from kernel.observability._redaction import Redaction
-from kernel.observability._sentry import SentryConfig
-from kernel.observability._tracing import TracingConfig
+from kernel.exposure import remote_task as remote
+from kernel.observability import LogConfig, Redaction, SentryConfig, TracingConfig
 
 __all__ = [
     "App",

@@ -36,7 +36,7 @@ from kernel.observability._logging import LogConfig, install, kernel_logger, log
 from kernel.observability._metrics import observe_primitives
 from kernel.observability._sentry import SentryConfig, track_errors
 from kernel.observability._tracing import Tracing, TracingConfig, start_tracing
-from middleware.observability._metrics import MetricsRegistry, default_registry, measure
+from middleware.observability import MetricsRegistry, default_registry, measure
 
 __all__ = ["Runtime", "run"]
 

@@ -13,7 +13,7 @@ from kernel._runtime import Runtime, run
 from kernel.observability._logging import LogConfig
 from kernel.observability._sentry import SentryConfig
 from kernel.observability._tracing import TracingConfig
-from middleware.observability._metrics import MetricsRegistry
+from middleware.observability import MetricsRegistry
 from resilience import validate
 
 __all__ = ["Service", "as_service"]

@@ -25,15 +25,15 @@ from middleware._adapters import (
 from middleware._call import Call, Middleware, Next
 from middleware._pipeline import Bound, Factory, Pipeline, apply
 from middleware._registry import Registry, registry
-from middleware.observability._log import log
-from middleware.observability._metrics import (
+from middleware.observability import (
     MetricsRegistry,
     MetricsSnapshot,
     PrimitiveSnapshot,
     TaskSnapshot,
+    log,
     metrics,
+    trace,
 )
-from middleware.observability._trace import trace
 
 __all__ = [
     "Adapter",

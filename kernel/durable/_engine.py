@@ -36,7 +36,7 @@ from kernel.durable._records import ACTIVE, AuditEntry, Execution, Schedule, Sta
 from kernel.durable._schedules import check_cadence, next_tick
 from kernel.durable._serde import dumps, loads
 from kernel.durable._store import LocalStore, Store
-from kernel.observability._logging import kernel_logger
+from kernel.observability import kernel_logger
 
 if TYPE_CHECKING:
     from kernel._runtime import Runtime

@@ -51,14 +51,14 @@ from kernel._errors import ConfigError, PublicError
 from kernel._graph import KERNEL_PLACE, Node
 from kernel._shutdown import ShuttingDown
 from kernel._structure import converter, structure
-from kernel.durable._definitions import WORKFLOW
+from kernel.durable import WORKFLOW
 from kernel.exposure._config import BearerAuth, ExposureConfig
 from kernel.exposure._limits import Refusal, parse_json, read_body
 from kernel.exposure._remote import request_id as outgoing_request_id
 from kernel.exposure._schema import json_schema
 from kernel.exposure._server import principal
-from kernel.observability._logging import kernel_logger
-from kernel.observability._metrics import prometheus_text
+from kernel.metrics import prometheus_text
+from kernel.observability import kernel_logger
 
 if TYPE_CHECKING:
     from loguru import Logger

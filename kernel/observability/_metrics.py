@@ -34,8 +34,7 @@ from typing import TYPE_CHECKING, Final, cast
 import attrs
 
 import resilience as rs
-from middleware.observability import _metrics
-from middleware.observability._metrics import MetricsRegistry, MetricsSnapshot
+from middleware.observability import MetricsRegistry, MetricsSnapshot, default_registry
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -104,7 +103,7 @@ def observe_primitives(
 
 def _registry(registry: MetricsRegistry | None, owner: str) -> MetricsRegistry:
     if registry is None:
-        return _metrics.default_registry
+        return default_registry
     if not isinstance(registry, MetricsRegistry):
         raise TypeError(f"{owner}: registry must be a MetricsRegistry, got {registry!r}")
     return registry

@@ -15,6 +15,7 @@ import pytest
 from loguru import logger
 
 import kernel
+from kernel._redaction import REDACTED, Redaction
 from kernel.observability import _handlers, _tracebacks
 from kernel.observability._logging import (
     LogConfig,
@@ -22,7 +23,6 @@ from kernel.observability._logging import (
     kernel_logger,
     log_task_failure,
 )
-from kernel.observability._redaction import REDACTED, Redaction
 from kernel.observability._tracebacks import RedactedTraceback, redact_exception
 
 CARD = "4111111111111111"

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from loguru import logger
 from opentelemetry.sdk.trace import TracerProvider
 
+from kernel._redaction import DEFAULT_KEYS, REDACTED, Redaction
 from kernel.observability._logging import (
     Installed,
     LogConfig,
@@ -25,7 +26,6 @@ from kernel.observability._logging import (
     install,
     kernel_logger,
 )
-from kernel.observability._redaction import DEFAULT_KEYS, REDACTED, Redaction
 
 CARD = "4111 1111 1111 1111"
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")

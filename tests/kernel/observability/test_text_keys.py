@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kernel.observability._redaction import DEFAULT_KEYS, REDACTED, Redaction
+from kernel._redaction import DEFAULT_KEYS, REDACTED, Redaction
 
 
 @pytest.mark.parametrize(
