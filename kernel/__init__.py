@@ -44,6 +44,7 @@ from kernel._errors import (
 )
 from kernel._graph import Graph, Node, dry_run
 from kernel._health import CheckResult, HealthReport
+from kernel._host import Host
 from kernel._main import main
 from kernel._runtime import Runtime, run
 from kernel._scope import Scope
@@ -51,6 +52,7 @@ from kernel._service import Service
 from kernel._shutdown import ShuttingDown
 from kernel.exposure import remote_task as remote
 from kernel.observability import LogConfig, Redaction, SentryConfig, TracingConfig
+from resilience.faces import present as _present
 
 __all__ = [
     "App",
@@ -67,6 +69,7 @@ __all__ = [
     "GraphError",
     "HealthReport",
     "Hook",
+    "Host",
     "KernelError",
     "LogConfig",
     "MissingDependencyError",
@@ -109,3 +112,5 @@ __all__ = [
     "tags",
     "task",
 ]
+
+_present("kernel", globals())

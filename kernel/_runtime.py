@@ -14,7 +14,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 import trio
 from trio.lowlevel import current_task
@@ -44,6 +44,8 @@ FailureMode = Literal["fail_fast", "aggregate"]
 
 
 D = TypeVar("D")
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def _definition(node: Node, kind: type[D]) -> D:
@@ -118,7 +120,7 @@ class Runtime:
         """The validated graph of the app."""
         return self._graph
 
-    async def run_task(self, task: Task, /, *args: Any, **kwargs: Any) -> Any:
+    async def run_task(self, task: Task[..., R], /, *args: Any, **kwargs: Any) -> R:
         """Run ``task`` through its middleware pipeline with its deps injected.
 
         A checkpoint whenever the task is. The task's exception propagates (and is logged
@@ -129,14 +131,14 @@ class Runtime:
         calls = self._calls
         if current_task() is not calls.main:
             # Not covered by the body's cancel scope (or intake has stopped): tracked.
-            return await self._run_tracked(task, args, kwargs)
+            return await self._run_tracked(task, args, kwargs)  # type: ignore[no-any-return]
         try:
             runner, gauge = self._entries[task.id]
         except KeyError:
             runner, gauge = self._entry_for(task)
         gauge.n += 1
         try:  # (`_logged`, inlined: one coroutine frame less on the fast path)
-            return await runner(*args, **kwargs)
+            return await runner(*args, **kwargs)  # type: ignore[no-any-return]
         except Exception as exc:
             _log_failure(task.id, exc)
             raise
@@ -282,7 +284,12 @@ class Runtime:
         on the same connection."""
         return self._shutdown.requested or self._readiness.stopping
 
-    def resource(self, resource: Resource | App) -> Any:
+    @overload
+    def resource(self, resource: Resource[T], /) -> T: ...
+    @overload
+    def resource(self, resource: App, /) -> dict[str, Any]: ...
+
+    def resource(self, resource: Resource[Any] | App, /) -> Any:
         """The value of a started resource (or the deps dict of an App)."""
         try:
             return self._values[resource.id]
@@ -290,6 +297,11 @@ class Runtime:
             if resource.id in self._graph.nodes:
                 raise KernelError(f"resource {resource.id!r} is not started") from None
             raise KernelError(f"resource {resource.id!r} is not registered in this app") from None
+
+    def dependencies(self, task: Task[..., Any]) -> dict[str, Any]:
+        """The keyword arguments ``task``'s body receives: its deps, resolved (what a
+        durable engine passes when it describes a workflow without running it)."""
+        return self._resolve(self._graph.node(task.id))
 
     def find(self, tag: Tag) -> list[tuple[Any, Any]]:
         """The definitions carrying ``tag``, each with its tag config."""

@@ -34,6 +34,7 @@ from middleware.observability import (
     metrics,
     trace,
 )
+from resilience.faces import present as _present
 
 __all__ = [
     "Adapter",
@@ -63,3 +64,5 @@ __all__ = [
     "timeout",
     "trace",
 ]
+
+_present("middleware", globals())

@@ -25,6 +25,7 @@ from resilience._observe import Event, Listeners, Subscription, observe
 from resilience._ratelimit import RateLimiter, RateLimiterStatistics
 from resilience._retry import Retry
 from resilience._timeout import Timeout
+from resilience.faces import present as _present
 
 __all__ = [
     "Bulkhead",
@@ -51,8 +52,13 @@ __all__ = [
     "TimeoutExceeded",
     "Window",
     "backoff",
+    "faces",
     "observe",
     "redis",
     "testing",
     "validate",
 ]
+
+_present("resilience", globals())
+# The shared primitives' annotations name the in-process ones: resolvable only now.
+_present("resilience.redis", vars(redis))

@@ -146,3 +146,40 @@ def test_the_reach_in_check_catches_what_it_should() -> None:
     assert not _may_import("kernel.exposure._app", "kernel.observability")
     assert not _may_import("kernel._runtime", "middleware.observability")  # another layer
     assert not _may_import("middleware.observability._metrics", "resilience")
+
+
+#: Exported classes that keep their private module: their annotations name what is imported
+#: for type checking only (an optional extra's types), so `typing.get_type_hints` needs
+#: that module's namespace (see `resilience.faces`).
+KEPT_PRIVATE = {
+    "kernel.TracingConfig",
+    "kernel.exposure.RemoteEndpoint",
+    "kernel.durable.PostgresStore",
+    "kernel.observability.TracingConfig",
+    "middleware.observability.Trace",
+    "resilience.redis.Store",
+}
+
+
+@pytest.mark.parametrize("name", PACKAGES + FACES)
+def test_exported_classes_report_their_public_module(name: str) -> None:
+    package = importlib.import_module(name)
+    private = set()
+    for attribute in package.__all__:
+        value = getattr(package, attribute)
+        if isinstance(value, type) and "._" in value.__module__:
+            private.add(f"{name}.{attribute}")
+        elif isinstance(value, type):
+            public = importlib.import_module(value.__module__)
+            assert getattr(public, value.__name__) is value
+    assert private == {n for n in KEPT_PRIVATE if n.rpartition(".")[0] == name}
+
+
+def test_tracebacks_and_reprs_name_the_public_module() -> None:
+    import kernel
+    import resilience as rs
+
+    assert repr(rs.CircuitOpen) == "<class 'resilience.CircuitOpen'>"
+    assert rs.CircuitBreaker.call.__module__ == "resilience"
+    assert kernel.run.__module__ == "kernel"
+    assert repr(kernel.durable.Engine) == "<class 'kernel.durable.Engine'>"

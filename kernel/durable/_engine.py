@@ -39,7 +39,7 @@ from kernel.durable._store import LocalStore, Store
 from kernel.observability import kernel_logger
 
 if TYPE_CHECKING:
-    from kernel._runtime import Runtime
+    from kernel._host import Host
     from kernel.durable._worker import Worker
 
 __all__ = ["Engine"]
@@ -89,7 +89,7 @@ class Engine:
     call ``engine.context()`` inside a workflow for its durable operations.
     """
 
-    def __init__(self, id: str, store: Store, runtime: Runtime, options: EngineOptions) -> None:
+    def __init__(self, id: str, store: Store, runtime: Host, options: EngineOptions) -> None:
         self.id = id
         self.store = store
         self.runtime = runtime
@@ -523,8 +523,7 @@ class Engine:
         if task.input is not None and input is not None:
             input = structure(input, task.input, owner=f"workflow {task.id!r}", path="input")
         recorder = Recorder(self.env, task.id)
-        node = self.runtime.graph.node(task.id)
-        deps = self.runtime._resolve(node)
+        deps = self.runtime.dependencies(task)
         token = self.current.set(recorder)
         stopped = None
         try:

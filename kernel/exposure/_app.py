@@ -63,7 +63,7 @@ from kernel.observability import kernel_logger
 if TYPE_CHECKING:
     from loguru import Logger
 
-    from kernel._runtime import Runtime
+    from kernel._host import Host
 
 __all__ = ["REQUEST_ID_KEY", "ExposureApp", "build_app"]
 
@@ -238,7 +238,7 @@ def _is_workflow(node: Node) -> bool:
 class ExposureApp:
     """The Starlette app serving ``runtime`` as ``config`` says; `asgi` is what to serve."""
 
-    def __init__(self, runtime: Runtime, config: ExposureConfig) -> None:
+    def __init__(self, runtime: Host, config: ExposureConfig) -> None:
         self._runtime = runtime
         # Unauthenticated probes share one report per period (single-flight): no amplification.
         self._health_cache = (
@@ -477,7 +477,7 @@ class _Calls:
     """ASGI wrapper: the request id on every response, ``Connection: close`` where the
     connection must not be reused, and one log line per call."""
 
-    def __init__(self, app: ASGIApp, log: Logger, runtime: Runtime) -> None:
+    def __init__(self, app: ASGIApp, log: Logger, runtime: Host) -> None:
         self._app = app
         self._log = log
         self._runtime = runtime
@@ -564,7 +564,7 @@ class _Calls:
             self._log.info("{} {} -> {}", method, path, status, data=data)
 
 
-def build_app(runtime: Runtime, config: ExposureConfig) -> ASGIApp:
+def build_app(runtime: Host, config: ExposureConfig) -> ASGIApp:
     """The ASGI application serving ``runtime`` as ``config`` says."""
     return ExposureApp(runtime, config).asgi
 

@@ -20,6 +20,7 @@ from kernel.observability._logging import LogConfig, execution_id, kernel_logger
 from kernel.observability._sentry import SentryConfig
 from kernel.observability._tracebacks import RedactedTraceback
 from kernel.observability._tracing import TracingConfig
+from resilience.faces import present as _present
 
 __all__ = [
     "REDACTED",
@@ -32,3 +33,5 @@ __all__ = [
     "execution_watch",
     "kernel_logger",
 ]
+
+_present("kernel.observability", globals())

@@ -34,6 +34,7 @@ from middleware.observability._trace import (
     trace,
     trace_events,
 )
+from resilience.faces import present as _present
 
 __all__ = [
     "OTEL_EXTRA",
@@ -54,3 +55,5 @@ __all__ = [
     "trace",
     "trace_events",
 ]
+
+_present("middleware.observability", globals())
