@@ -7,6 +7,8 @@ anything starts.
 This package imports ``middleware`` and ``resilience``, never the other way round.
 """
 
+import warnings as _warnings
+
 from kernel import config, durable, events, exposure, metrics, observability, redis, tags
 from kernel._builtins import logger
 from kernel._bus import Emission, EmitReport
@@ -14,7 +16,7 @@ from kernel._definitions import (
     App,
     Event,
     Hook,
-    Optional,
+    OptionalDependency,
     Override,
     Resource,
     Tag,
@@ -74,7 +76,7 @@ __all__ = [
     "LogConfig",
     "MissingDependencyError",
     "Node",
-    "Optional",
+    "OptionalDependency",
     "Override",
     "PublicError",
     "Redaction",
@@ -114,3 +116,16 @@ __all__ = [
 ]
 
 _present("kernel", globals())
+
+
+def __getattr__(name: str) -> object:
+    """The deprecated names, each still working with a `DeprecationWarning`."""
+    if name == "Optional":
+        _warnings.warn(
+            "kernel.Optional is deprecated (it shadowed typing.Optional): "
+            "use kernel.OptionalDependency, or kernel.optional(dep) to make one",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return OptionalDependency
+    raise AttributeError(f"module 'kernel' has no attribute {name!r}")

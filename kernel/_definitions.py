@@ -23,7 +23,7 @@ __all__ = [
     "Deps",
     "Event",
     "Hook",
-    "Optional",
+    "OptionalDependency",
     "Override",
     "Resource",
     "Tag",
@@ -214,9 +214,6 @@ class Event:
     payload: type[Any] | None = None
 
 
-Listen: TypeAlias = "tuple[Event, ...] | Literal['*']"
-
-
 @attrs.frozen(eq=False)
 class Hook:
     """A handler run when one of its events is emitted. Declared with `hook`."""
@@ -234,7 +231,7 @@ class Hook:
 
 
 @attrs.frozen(eq=False)
-class Optional:
+class OptionalDependency:
     """A dependency that resolves to ``None`` when its target is not registered."""
 
     target: Resource | Task | Event
@@ -249,7 +246,7 @@ class Override:
 
 
 Definition: TypeAlias = "Resource | Task | Event | Hook | App"
-DepTarget: TypeAlias = "Resource | Task | Event | Optional | App"
+DepTarget: TypeAlias = "Resource | Task | Event | OptionalDependency | App"
 Deps: TypeAlias = "Mapping[str, DepTarget] | Callable[[], Mapping[str, DepTarget]] | None"
 
 
@@ -406,11 +403,11 @@ def tag(id: str, *, config: type[Any] | None = None) -> Tag:
     return Tag(id, config)
 
 
-def optional(dep: Resource | Task | Event) -> Optional:
+def optional(dep: Resource | Task | Event) -> OptionalDependency:
     """Depend on ``dep`` if it is registered; receive ``None`` otherwise."""
     if not isinstance(dep, Resource | Task | Event):
         raise DefinitionError(f"kernel.optional: expected a resource, task or event, got {dep!r}")
-    return Optional(dep)
+    return OptionalDependency(dep)
 
 
 def override(

@@ -26,7 +26,7 @@ from kernel._definitions import (
     App,
     Event,
     Hook,
-    Optional,
+    OptionalDependency,
     Resource,
     Tag,
     Task,
@@ -353,8 +353,8 @@ def _resolve_deps(entry: _Entry, entries: Mapping[str, _Entry]) -> None:
         return
     asked: dict[str, str] = {}
     for keyword, value in deps.items():
-        optional = isinstance(value, Optional)
-        target = value.target if isinstance(value, Optional) else value
+        optional = isinstance(value, OptionalDependency)
+        target = value.target if isinstance(value, OptionalDependency) else value
         if not _is_definition(target) or isinstance(target, Hook):
             raise DefinitionError(
                 f"{_owner(entry)}: deps[{keyword!r}] must be a resource, task, event, App or "

@@ -136,14 +136,14 @@ class Runtime:
             runner, gauge = self._entries[task.id]
         except KeyError:
             runner, gauge = self._entry_for(task)
-        gauge.n += 1
+        gauge.in_flight += 1
         try:  # (`_logged`, inlined: one coroutine frame less on the fast path)
             return await runner(*args, **kwargs)  # type: ignore[no-any-return]
         except Exception as exc:
             _log_failure(task.id, exc)
             raise
         finally:
-            gauge.n -= 1
+            gauge.in_flight -= 1
             if calls.stopping:  # (intake may have stopped during the call)
                 calls.finished()
 

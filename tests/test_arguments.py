@@ -85,7 +85,7 @@ BAD: list[tuple[str, Callable[..., object], str, object, type[Exception]]] = [
     ("Service", kernel.Service, "app", "app", TypeError),
     ("durable.engine", lambda **o: durable.engine("d", store=_memory(), **o), "max_attempts", 0,
      ValueError),
-    ("durable.engine", lambda **o: durable.engine("d", store=_memory(), **o), "concurrency", 1.0,
+    ("durable.engine", lambda **o: durable.engine("d", store=_memory(), **o), "max_concurrent", 1.0,
      TypeError),
     ("durable.engine", lambda **o: durable.engine("d", store=_memory(), **o), "claim_ttl", 0,
      ValueError),

@@ -15,16 +15,18 @@ _OWNER = "kernel.durable.engine"
 
 
 def _duration(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    validate.seconds(value, owner=_OWNER, name=attribute.name)
+    validate.seconds(value, owner=_OWNER, name=attribute.alias or attribute.name)
 
 
 def _count(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    validate.count(value, owner=_OWNER, name=attribute.name)
+    validate.count(value, owner=_OWNER, name=attribute.alias or attribute.name)
 
 
 def _flag(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if not isinstance(value, bool):
-        raise TypeError(f"{_OWNER}: {attribute.name} must be a bool, got {value!r}")
+        raise TypeError(
+            f"{_OWNER}: {attribute.alias or attribute.name} must be a bool, got {value!r}"
+        )
 
 
 @attrs.frozen
@@ -39,4 +41,5 @@ class EngineOptions:
     max_attempts: int = attrs.field(default=3, validator=_count)
     claim_ttl: float = attrs.field(default=30.0, converter=validate.to_seconds, validator=_duration)
     audit: bool = attrs.field(default=True, validator=_flag)
-    concurrency: int = attrs.field(default=16, validator=_count)
+    #: ``engine(max_concurrent=...)``: executions this worker runs at once.
+    concurrency: int = attrs.field(default=16, validator=_count, alias="max_concurrent")

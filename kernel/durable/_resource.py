@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -33,8 +34,9 @@ def engine(
     max_attempts: int = 3,
     claim_ttl: float | timedelta = 30.0,
     audit: bool = True,
-    concurrency: int = 16,
-) -> Resource:
+    max_concurrent: int = 16,
+    concurrency: int | None = None,
+) -> Resource[Engine]:
     """Declare a durable engine resource; its value is an `Engine`.
 
     - ``store``: where executions live: `MemoryStore` (tests), `SqliteStore` (embedded),
@@ -49,8 +51,16 @@ def engine(
     - ``claim_ttl``: seconds a worker's claim on a running execution lasts without renewal
       (renewed every third of it); a crashed worker's executions go to others after it.
     - ``audit``: keep the timeline of each execution (``store.list_audit_entries``).
-    - ``concurrency``: executions this worker runs at once.
+    - ``max_concurrent``: executions this worker runs at once (``concurrency=``, its old
+      name, still works with a `DeprecationWarning`).
     """
+    if concurrency is not None:
+        warnings.warn(
+            "kernel.durable.engine(concurrency=...) is deprecated: use max_concurrent=",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        max_concurrent = concurrency
     options = EngineOptions(
         worker=worker,
         polling_interval=polling_interval,
@@ -58,7 +68,7 @@ def engine(
         max_attempts=max_attempts,
         claim_ttl=claim_ttl,
         audit=audit,
-        concurrency=concurrency,
+        max_concurrent=max_concurrent,
     )
     if not isinstance(store, Store):
         raise DefinitionError(
