@@ -7,6 +7,21 @@ anything starts.
 This package imports ``middleware`` and ``resilience``, never the other way round.
 """
 
+# Layout of the package (each module has one job; subpackages are imported by their
+# siblings only through their public names, see tests/test_package_layout.py):
+#
+# base      _errors (the exception hierarchy), _converter and _structure (cattrs:
+#           strict structuring, error paths), _redaction (what logs and reprs hide)
+# declare   _definitions (resource, task, event, hook, tag, App), _builtins (logger and
+#           the lifecycle events), _graph and _graph_render (validation, dry_run, render),
+#           events, tags
+# run       _runtime (run, Runtime), _host (Host: what a resource may ask of it), _scope
+#           and _supervise (a resource's nursery, restarts), _bus (emission and hooks),
+#           _calls and _shutdown (calls in flight, graceful shutdown), _health
+# operate   _service, _main and _cli (processes, `trio-runner`), _doctor, metrics, redis
+# subsystems  config/ (settings from env and TOML), observability/ (logs, traces, error
+#           tracking), exposure/ (HTTP), durable/ (workflows)
+
 import warnings as _warnings
 
 from kernel import config, durable, events, exposure, metrics, observability, redis, tags
