@@ -20,7 +20,7 @@ import pytest
 import kernel
 from kernel._converter import ShapeError, strict_converter
 from kernel._structure import converter, structure
-from kernel.durable._errors import CorruptRecordError
+from kernel.durable import CorruptRecordError
 from kernel.durable._serde import dumps, loads
 
 

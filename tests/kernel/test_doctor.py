@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from kernel import _doctor
+from kernel import MissingDependencyError, _doctor
 from kernel._cli import main
 from kernel._doctor import (
     Row,
@@ -21,7 +21,6 @@ from kernel._doctor import (
     render_json,
     render_text,
 )
-from kernel._errors import MissingDependencyError
 from tests.kernel import doctor_apps as apps
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,18 +16,16 @@ from hypothesis import given, settings
 
 import kernel
 import middleware as mw
-from kernel import tags
+from kernel import CheckResult, HealthReport, tags
 from kernel._health import (
     MAX_ERROR_LENGTH,
-    CheckResult,
-    HealthReport,
     HealthTarget,
     Readiness,
     breakers_of,
     check_health,
     health_targets,
 )
-from resilience._circuit import CircuitBreaker
+from resilience import CircuitBreaker
 
 
 def sleeping(seconds: float) -> Callable[[Any], Awaitable[None]]:

@@ -16,7 +16,7 @@ from loguru import logger
 import kernel
 import resilience as rs
 from kernel import run
-from resilience._retry import Retry
+from resilience import Retry
 from resilience.backoff import constant, exponential
 
 

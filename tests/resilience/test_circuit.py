@@ -8,11 +8,16 @@ import pytest
 import trio
 import trio.testing
 
-from resilience import _observe
-from resilience._circuit import CircuitBreaker, CircuitState, CircuitStatistics
-from resilience._circuit_window import TIME_SLICES, Window
-from resilience._errors import CircuitOpen
-from resilience._observe import Event
+from resilience import (
+    CircuitBreaker,
+    CircuitOpen,
+    CircuitState,
+    CircuitStatistics,
+    Event,
+    Window,
+    _observe,
+)
+from resilience._circuit_window import TIME_SLICES
 
 CLOSED, OPEN, HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN
 

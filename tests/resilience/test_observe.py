@@ -5,8 +5,7 @@ import trio
 from loguru import logger
 
 import resilience as rs
-from resilience import _observe
-from resilience._retry import Retry
+from resilience import Retry, _observe
 from resilience.backoff import constant
 
 
