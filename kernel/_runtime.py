@@ -86,10 +86,8 @@ class Runtime:
         tracing: Tracing | None = None,
         metrics: MetricsRegistry | None = None,
         failures: Failures | None = None,
-        listeners: rs.Listeners | None = None,
     ) -> None:
         self._graph = graph
-        self._listeners = rs.Listeners() if listeners is None else listeners
         self._tracing = tracing
         self._failures = failures
         #: The registry counting this runtime's task calls, or ``None`` when metrics are off.
@@ -218,13 +216,6 @@ class Runtime:
             return self._emit_tracked(event, payload, source, failure_mode, report)
 
         return emit
-
-    def observe(self, listener: Callable[[rs.Event], object]) -> rs.Subscription:
-        """Register ``listener`` for the resilience events of this runtime only: those the
-        primitives report during its calls (tasks, hooks, resources' background work),
-        not another runtime's. Returns the unsubscribe handle (`rs.observe` listens to
-        every runtime). The registry ends with the runtime."""
-        return self._listeners.observe(listener)
 
     def shutdown(self) -> None:
         """Start a graceful shutdown, as SIGTERM would (calling it again skips the drain).
@@ -726,10 +717,13 @@ async def _running(
     policy: tuple[object, ...] = (traced.middleware(),) if traced is not None else ()
     body_error: Exception | None = None
     init_error: ResourceInitError | None = None
-    # This runtime's listeners see the events of the calls made in its context only.
+    # This runtime's listeners see the events of the calls made in its context only. Applied
+    # only when something listens: one more context variable makes every ContextVar.set in
+    # the runtime's tasks (the bus sets one per emission) dearer.
     listeners = rs.Listeners()
     async with AsyncExitStack() as stack:
-        stack.enter_context(listeners.applied())
+        if traced is not None or registry is not None:
+            stack.enter_context(listeners.applied())
         if traced is not None:
             # Exported last, after the `disposed` hooks; resilience events become span events.
             stack.push_async_callback(traced.aclose)
@@ -747,7 +741,6 @@ async def _running(
             tracing=traced,
             metrics=registry,
             failures=failures,
-            listeners=listeners,
         )
         if failures is not None:
             failures.attach(runtime)

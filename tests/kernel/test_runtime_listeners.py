@@ -28,7 +28,15 @@ def _app(name: str, shared: rs.CircuitBreaker) -> tuple[kernel.App, Any, Any]:
     async def broken() -> None:
         raise ConnectionError("down")
 
-    return kernel.App(name, register=[flaky, broken]), flaky, broken
+    async def poll() -> None:
+        with pytest.raises(rs.TimeoutExceeded):
+            await rs.Timeout(0.5, name=f"{name}.poll").call(trio.sleep, 1)
+
+    @kernel.resource(f"{name}.poller")
+    async def poller(scope: kernel.Scope) -> None:
+        scope.nursery.start_soon(poll)  # a resource's background work reports to its runtime
+
+    return kernel.App(name, register=[flaky, broken, poller]), flaky, broken
 
 
 async def _exercise(
@@ -36,12 +44,10 @@ async def _exercise(
     flaky: Any,
     broken: Any,
     registry: mw.MetricsRegistry,
-    seen: list[rs.Event],
     opened: trio.Event,
     go: trio.Event,
 ) -> None:
     async with kernel.run(app, metrics=registry) as rt:
-        rt.observe(seen.append)
         assert await rt.run_task(flaky) == "ok"
         if app.id == "a":
             with pytest.raises(ConnectionError):
@@ -59,47 +65,51 @@ async def test_two_runtimes_each_count_only_their_own_events(
 ) -> None:
     shared = rs.CircuitBreaker(failure_threshold=1, reset_timeout=60, name="shared")
     registries = {"a": mw.MetricsRegistry(), "b": mw.MetricsRegistry()}
-    seen: dict[str, list[rs.Event]] = {"a": [], "b": []}
     everything: list[rs.Event] = []
     opened, go = trio.Event(), trio.Event()
     with rs.observe(everything.append):
         async with trio.open_nursery() as nursery:
             for name in ("a", "b"):
                 app, flaky, broken = _app(name, shared)
-                nursery.start_soon(
-                    _exercise, app, flaky, broken, registries[name], seen[name], opened, go
-                )
+                nursery.start_soon(_exercise, app, flaky, broken, registries[name], opened, go)
             await trio.sleep(1)
             go.set()
 
     a, b = (registries[name].snapshot().primitives for name in ("a", "b"))
-    assert set(a) == {"a.flaky", "shared"}
-    assert set(b) == {"b.flaky", "shared"}
+    assert set(a) == {"a.flaky", "a.poll", "shared"}
+    assert set(b) == {"b.flaky", "b.poll", "shared"}
+    assert (a["a.poll"].timeouts, b["b.poll"].timeouts) == (1, 1)
     assert (a["a.flaky"].retries, b["b.flaky"].retries) == (2, 2)
+    # The breaker is shared: its transition counts where the call that tripped it ran,
+    # its rejection where the rejected call ran.
     assert (a["shared"].circuit_transitions, a["shared"].circuit_state) == (1, "open")
     assert (b["shared"].circuit_transitions, b["shared"].circuit_state) == (0, "open")
-    kinds = {name: [(e.kind, e.source) for e in events] for name, events in seen.items()}
-    assert kinds["a"] == [
-        ("retry.attempt", "a.flaky"),
-        ("retry.attempt", "a.flaky"),
-        ("circuit.state_changed", "shared"),
-    ]
-    assert kinds["b"] == [
-        ("retry.attempt", "b.flaky"),
-        ("retry.attempt", "b.flaky"),
+    assert sorted((e.kind, e.source) for e in everything) == [
         ("circuit.rejected", "shared"),
+        ("circuit.state_changed", "shared"),
+        ("retry.attempt", "a.flaky"),
+        ("retry.attempt", "a.flaky"),
+        ("retry.attempt", "b.flaky"),
+        ("retry.attempt", "b.flaky"),
+        ("timeout.exceeded", "a.poll"),
+        ("timeout.exceeded", "b.poll"),
     ]
-    assert sorted(e.kind for e in everything) == sorted(
-        e.kind for events in seen.values() for e in events
-    )
 
 
-async def test_a_runtime_listener_ends_with_the_runtime() -> None:
-    seen: list[rs.Event] = []
-    async with kernel.run(kernel.App("app", register=[])) as rt:
-        rt.observe(seen.append)
-        rs.CircuitBreaker(name="inside").isolate()
-    rs.CircuitBreaker(name="after").isolate()
-    assert [(e.kind, e.source, e.data["new"]) for e in seen] == [
-        ("circuit.state_changed", "inside", "open")
-    ]
+async def test_a_runtime_without_metrics_or_tracing_listens_to_nothing() -> None:
+    registry = mw.MetricsRegistry()
+    async with kernel.run(kernel.App("quiet", register=[])):
+        with rs.observe(registry.record_event):  # the user's own listener still hears it
+            rs.CircuitBreaker(name="inside").isolate()
+    assert registry.snapshot().primitives["inside"].circuit_transitions == 1
+
+
+async def test_a_runtime_started_inside_another_counts_only_its_own() -> None:
+    outer, inner = mw.MetricsRegistry(), mw.MetricsRegistry()
+    async with kernel.run(kernel.App("outer", register=[]), metrics=outer):
+        rs.CircuitBreaker(name="before").isolate()
+        async with kernel.run(kernel.App("inner", register=[]), metrics=inner):
+            rs.CircuitBreaker(name="nested").isolate()
+        rs.CircuitBreaker(name="after").isolate()
+    assert set(outer.snapshot().primitives) == {"before", "after"}
+    assert set(inner.snapshot().primitives) == {"nested"}
