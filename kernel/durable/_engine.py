@@ -37,6 +37,7 @@ from kernel.durable._schedules import check_cadence, next_tick
 from kernel.durable._serde import dumps, loads
 from kernel.durable._store import LocalStore, Store
 from kernel.observability import kernel_logger
+from resilience import validate
 
 if TYPE_CHECKING:
     from kernel._host import Host
@@ -252,10 +253,9 @@ class Engine:
         if (at is None) == (delay is None):
             raise ValueError("schedule: give exactly one of at= and delay=")
         if delay is not None:
-            seconds = delay.total_seconds() if isinstance(delay, timedelta) else delay
-            if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
-                raise ValueError(f"schedule: delay must be seconds >= 0, got {delay!r}")
-            wake_at = self.now() + seconds
+            wake_at = self.now() + validate.seconds(
+                delay, owner="schedule", name="delay", minimum="zero"
+            )
         elif isinstance(at, datetime):
             if at.tzinfo is None:
                 raise ValueError("schedule: at must be an aware datetime (with a tzinfo)")
@@ -385,9 +385,7 @@ class Engine:
         """Create the recurring schedule ``id``, or update it when it differs (safe to call
         at every start). ``cron`` is read in UTC; ``interval`` in seconds. Each tick
         starts exactly one execution, whatever the number of workers."""
-        if isinstance(interval, timedelta):
-            interval = interval.total_seconds()
-        check_cadence(cron, interval)
+        interval = check_cadence(cron, interval)
         if not isinstance(id, str) or not id:
             raise ValueError(f"ensure_schedule: id must be a non-empty str, got {id!r}")
         task = self._resolve(task_or_id)
