@@ -36,7 +36,11 @@ async def count(items: list[int]) -> int:
     return len(items)
 
 
+engine = kernel.durable.engine("durable", store=kernel.durable.MemoryStore())
+
+
 async def uses(rt: kernel.Runtime, host: kernel.Host) -> None:
+    assert_type(rt.resource(engine), kernel.durable.Engine)
     assert_type(db, kernel.Resource[Database])
     assert_type(rt.resource(db), Database)
     assert_type(rt.resource(settings), dict[str, int])
