@@ -10,15 +10,18 @@ Serving needs the ``http`` extra (``pip install 'trio-runner[http]'``); importin
 package does not import hypercorn, Starlette or httpx.
 """
 
+from kernel.exposure import console
 from kernel.exposure._config import BearerAuth, ExposureConfig
 from kernel.exposure._remote import RemoteEndpoint, remote, remote_task, request_id, retryable
 from kernel.exposure._server import Exposure, http, principal
+from resilience.faces import present as _present
 
 __all__ = [
     "BearerAuth",
     "Exposure",
     "ExposureConfig",
     "RemoteEndpoint",
+    "console",
     "http",
     "principal",
     "remote",
@@ -26,3 +29,5 @@ __all__ = [
     "request_id",
     "retryable",
 ]
+
+_present("kernel.exposure", globals())

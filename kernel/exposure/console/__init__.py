@@ -22,9 +22,16 @@ refreshes every few seconds (``overview``, which holds ``app``, ``health``, ``pr
 
 Bad parameters are 400, unknown engines, executions and lanes 404, with the exposure's
 error envelope; the API is in the exposure's OpenAPI document.
+
+`Console` is what an exposure with ``console=True`` builds (its routes and OpenAPI
+operations, over the exposure's `Gate`). Importing this package imports neither Starlette
+nor hypercorn.
 """
 
 from kernel.exposure.console._lanes import LaneView
 from kernel.exposure.console._routes import Console, Gate
+from resilience.faces import present as _present
 
 __all__ = ["Console", "Gate", "LaneView"]
+
+_present("kernel.exposure.console", globals())

@@ -31,7 +31,7 @@ from kernel.exposure._limits import Refusal
 from kernel.exposure.console._views import plain, started_values
 
 if TYPE_CHECKING:
-    from kernel._runtime import Runtime
+    from kernel._host import Host
 
 __all__ = ["MAX_PAGE", "Durable"]
 
@@ -98,7 +98,7 @@ def _int(params: Mapping[str, str], name: str, default: int, low: int, high: int
 class Durable:
     """The durable engines of a runtime (resource values that are an `Engine`)."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Host) -> None:
         self._runtime = runtime
 
     def engines(self) -> dict[str, Engine]:

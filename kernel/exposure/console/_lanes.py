@@ -16,7 +16,7 @@ from kernel.exposure.console._views import plain, started_values
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from kernel._runtime import Runtime
+    from kernel._host import Host
 
 __all__ = ["DEAD_LETTERS", "LaneView", "Lanes"]
 
@@ -48,7 +48,7 @@ async def _maybe(value: Any) -> Any:
 class Lanes:
     """The lanes of a runtime."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Host) -> None:
         self._runtime = runtime
 
     def lanes(self) -> dict[str, LaneView]:

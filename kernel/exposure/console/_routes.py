@@ -1,6 +1,9 @@
 """The console's routes: the page and its assets (static, no token needed: they hold no
 data) and the JSON API under ``{base}/console/api/`` (the exposure's bearer token, sent in
-the ``Authorization`` header; no cookies), with their OpenAPI operations."""
+the ``Authorization`` header; no cookies), with their OpenAPI operations.
+
+Starlette is imported where a route is built or answers, not with this module (the
+``http`` extra is needed only to serve)."""
 
 from __future__ import annotations
 
@@ -10,9 +13,6 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 import trio
-from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
-from starlette.routing import Route
 
 from kernel.exposure._config import ExposureConfig
 from kernel.exposure._limits import Refusal, parse_json
@@ -29,9 +29,12 @@ from kernel.exposure.console._views import (
 )
 
 if TYPE_CHECKING:
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
     from starlette.types import Scope
 
-    from kernel._runtime import Runtime
+    from kernel._host import Host
 
 __all__ = ["ASSETS", "Console", "Gate"]
 
@@ -54,7 +57,7 @@ _PAGE_HEADERS: Final = {
 }
 _API_HEADERS: Final = {"cache-control": "no-store", "x-content-type-options": "nosniff"}
 
-Handler = Callable[[Request], Awaitable[Any]]
+Handler = Callable[["Request"], Awaitable[Any]]
 
 
 @attrs.frozen
@@ -79,7 +82,7 @@ class Console:
     """The operator console of one exposure over ``runtime``."""
 
     def __init__(
-        self, runtime: Runtime, config: ExposureConfig, allowed: frozenset[str], gate: Gate
+        self, runtime: Host, config: ExposureConfig, allowed: frozenset[str], gate: Gate
     ) -> None:
         self._runtime = runtime
         self._config = config
@@ -139,15 +142,21 @@ class Console:
     # ------------------------------------------------------------------ endpoints
 
     async def _page(self, request: Request) -> Response:
+        from starlette.responses import Response
+
         return Response(self._assets["index.html"], 200, _PAGE_HEADERS, ASSETS["index.html"])
 
     async def _static(self, request: Request) -> Response:
+        from starlette.responses import Response
+
         name = request.path_params["name"]
         if name == "index.html" or name not in ASSETS:
             return self._gate.answer(request.scope, Refusal(404, "not_found", "not found"))
         return Response(self._assets[name], 200, _PAGE_HEADERS, ASSETS[name])
 
     async def _redirect(self, request: Request) -> Response:
+        from starlette.responses import RedirectResponse
+
         return RedirectResponse(f"{self._config.base_path}/console/", 308)
 
     async def _overview(self, request: Request) -> Any:
@@ -232,6 +241,8 @@ class Console:
 
     def routes(self) -> list[Route]:
         """The page, its assets and the API, under ``{base}/console``."""
+        from starlette.routing import Route
+
         root = f"{self._config.base_path}/console"
         routes = [
             Route(root, self._redirect, methods=["GET"]),

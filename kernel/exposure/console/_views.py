@@ -1,7 +1,7 @@
 """What the console shows of a running app, as JSON-ready data: the app, its graph, the
 resilience primitives of its tasks, per-task figures with a short history.
 
-Everything is read from public names: `kernel.Runtime` (``graph``, ``ready``, ``closing``,
+Everything is read through the runtime's `Host` protocol (``graph``, ``ready``, ``closing``,
 ``metrics``, ``task_state``) and the primitives' ``statistics()``.
 """
 
@@ -24,7 +24,7 @@ from kernel._graph import KERNEL_PLACE, Graph, Node
 from resilience import redis as shared
 
 if TYPE_CHECKING:
-    from kernel._runtime import Runtime
+    from kernel._host import Host
 
 __all__ = [
     "History",
@@ -59,7 +59,7 @@ def user_nodes(graph: Graph) -> list[Node]:
     ]
 
 
-def started_values(runtime: Runtime) -> dict[str, Any]:
+def started_values(runtime: Host) -> dict[str, Any]:
     """The values of the app's started resources by id (one still starting, with
     ``parallel_init``, or already disposed is left out)."""
     values: dict[str, Any] = {}
@@ -71,7 +71,7 @@ def started_values(runtime: Runtime) -> dict[str, Any]:
     return values
 
 
-def app_view(runtime: Runtime, started: float) -> dict[str, Any]:
+def app_view(runtime: Host, started: float) -> dict[str, Any]:
     """The app's id, how long it has served, and its state in a word."""
     state = "ready" if runtime.ready else "shutting down" if runtime.closing else "starting"
     return {
@@ -152,7 +152,7 @@ _KINDS: Final = (
 )
 
 
-async def primitives_view(runtime: Runtime) -> dict[str, Any]:
+async def primitives_view(runtime: Host) -> dict[str, Any]:
     """Every circuit breaker, rate limiter and bulkhead the app's task pipelines use (each
     once, with the tasks sharing it), with its statistics now."""
     found: dict[str, dict[int, tuple[Any, list[str]]]] = {kind: {} for kind, _, _ in _KINDS}
@@ -190,7 +190,7 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 3)
 
 
-def tasks_view(runtime: Runtime, allowed: frozenset[str], history: History) -> dict[str, Any]:
+def tasks_view(runtime: Host, allowed: frozenset[str], history: History) -> dict[str, Any]:
     """Per task: calls, errors, in flight, p50/p95/p99 (ms), rate and history; whether
     HTTP callers may run it. ``metrics`` is false when the runtime counts nothing."""
     registry = runtime.metrics
