@@ -26,8 +26,9 @@ graph gives the single row ``graph``. The checks:
   sentry-sdk is installed, and what is sent is redacted: the config's policy, else the log
   config's, passes the ``logs.redaction`` probe.
 - ``exposure.auth``, ``exposure.allow_lists``, ``exposure.body_limit``: every HTTP exposure
-  (a resource tagged ``kernel.exposure``) has ``auth``; allows some task or event ids and
-  no bare ``*``; and a ``body_limit`` of at most 10 MiB. n/a while no exposure is
+  (a resource tagged ``kernel.exposure``) has ``auth`` (one serving the operator console
+  without it is called out); allows some task or event ids and no bare ``*``; and a
+  ``body_limit`` of at most 10 MiB. n/a while no exposure is
   registered. `exposure_rows` finds exposures and their settings; `EXPOSURE_CHECKS` holds
   one function per row, the place to extend.
 """
@@ -434,7 +435,15 @@ _Settings: TypeAlias = "tuple[str, Any]"
 
 
 def _exposure_auth(check: str, exposures: Sequence[_Settings]) -> Row:
-    anonymous = [id for id, settings in exposures if getattr(settings, "auth", None) is None]
+    """Every exposure has ``auth``; one serving the operator console (``console=True``)
+    without it is named as such: anyone reaching it could read and act on the app."""
+    anonymous = [
+        f"{id} (serves the operator console to anyone)"
+        if getattr(settings, "console", False)
+        else id
+        for id, settings in exposures
+        if getattr(settings, "auth", None) is None
+    ]
     if anonymous:
         return _fail(
             check,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
     from kernel._bus import EmitReport
-    from kernel._definitions import Event, Tag, Task
+    from kernel._definitions import App, Event, Resource, Tag, Task
     from kernel._graph import Graph
     from kernel._health import HealthReport
     from middleware.observability import MetricsRegistry
@@ -80,4 +80,12 @@ class Host(Protocol):
 
     def dependencies(self, task: Task[..., Any]) -> dict[str, Any]:
         """The keyword arguments ``task``'s body receives (its resolved deps)."""
+        ...
+
+    def resource(self, resource: Resource[Any] | App) -> Any:
+        """The value of a started resource (the operator console reads engines and lanes)."""
+        ...
+
+    def task_state(self, task: Task[..., Any]) -> dict[str, object]:
+        """The state objects ``task``'s pipeline exposes (``breaker``, ``limiter``...)."""
         ...

@@ -298,6 +298,21 @@ class Runtime:
         """The definitions carrying ``tag``, each with its tag config."""
         return [(node.definition, config) for node, config in self._graph.find(tag)]
 
+    def task_state(self, task: Task) -> dict[str, object]:
+        """The state objects ``task``'s middleware pipeline exposes, by attribute
+        (``breaker``, ``limiter``, ``bulkhead``, ``cache``...: see ``mw.Pipeline.wrap``),
+        the very ones its calls go through (its runner is built now if it has not run yet).
+        Raises `KernelError` once the runtime is disposed. Not a checkpoint."""
+        try:
+            runner, _ = self._entries[task.id]
+        except KeyError:
+            runner, _ = self._entry_for(task)
+        return {
+            name: value
+            for name, value in getattr(runner, "__dict__", {}).items()
+            if name not in _NOT_STATE
+        }
+
     async def dispose(self) -> None:
         """Dispose every resource now, in reverse dependency order.
 
@@ -534,6 +549,10 @@ class Runtime:
         errors, self._dispose_errors = self._dispose_errors, []
         if errors:
             raise ExceptionGroup(f"{len(errors)} error(s) while disposing the app", errors)
+
+
+#: What a pipeline wrapper carries besides its middlewares' state (`Runtime.task_state`).
+_NOT_STATE = frozenset({"pipeline", "target_id", "__wrapped__"})
 
 
 def _wants_scope(node: Node) -> bool:

@@ -24,6 +24,7 @@ FACES = (
     "kernel.config",
     "kernel.durable",
     "kernel.exposure",
+    "kernel.exposure.console",
     "kernel.observability",
     "middleware.observability",
     "resilience.redis",
@@ -154,6 +155,7 @@ def test_the_reach_in_check_catches_what_it_should() -> None:
 KEPT_PRIVATE = {
     "kernel.TracingConfig",
     "kernel.exposure.RemoteEndpoint",
+    "kernel.exposure.console.Gate",
     "kernel.durable.PostgresStore",
     "kernel.observability.TracingConfig",
     "middleware.observability.Trace",

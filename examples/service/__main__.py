@@ -47,6 +47,7 @@ def service(
         auth=BearerAuth(tokens={token: "developer"}),
         allow_tasks=TASKS,
         allow_events=(),
+        console=True,  # the operator console at /__runner/console/ (same token)
     )
     orders = [app(payments or PaymentsConfig()), approval.app(durable_db)]
     return kernel.Service(
@@ -75,6 +76,7 @@ def banner(rt: kernel.Runtime, token: str) -> str:
         [
             f"order service on {url}  (Ctrl-C to stop)",
             f"development token: {token}",
+            f"operator console: {url}/__runner/console/  (sign in with the token)",
             curl("orders.create", order),
             curl("orders.get", '{"id": 1}'),
             f"  curl -s {url}/health    curl -s {url}/metrics",

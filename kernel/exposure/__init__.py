@@ -10,6 +10,7 @@ Serving needs the ``http`` extra (``pip install 'trio-runner[http]'``); importin
 package does not import hypercorn, Starlette or httpx.
 """
 
+from kernel.exposure import console
 from kernel.exposure._config import BearerAuth, ExposureConfig
 from kernel.exposure._remote import RemoteEndpoint, remote, remote_task, request_id, retryable
 from kernel.exposure._server import Exposure, http, principal
@@ -20,6 +21,7 @@ __all__ = [
     "Exposure",
     "ExposureConfig",
     "RemoteEndpoint",
+    "console",
     "http",
     "principal",
     "remote",

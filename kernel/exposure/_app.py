@@ -5,6 +5,7 @@ Routes (``{base}`` is the exposure's ``base_path``):
 - ``POST {base}/task/{id}`` with ``{"input": X}`` → ``{"ok": true, "result": R}``;
 - ``POST {base}/event/{id}`` with ``{"payload": P}`` → ``{"ok": true}``;
 - ``GET {base}/discovery`` → the allowed ids with the JSON Schemas of their input/payload;
+- ``GET {base}/openapi.json`` → the OpenAPI 3.1 document of the same (`kernel.exposure._openapi`);
 - ``GET /health``, ``GET /ready`` (``health=True``) and ``GET /metrics`` (``metrics=True``),
   without authentication.
 
@@ -54,6 +55,7 @@ from kernel._structure import converter, structure
 from kernel.durable import WORKFLOW
 from kernel.exposure._config import BearerAuth, ExposureConfig
 from kernel.exposure._limits import Refusal, parse_json, read_body
+from kernel.exposure._openapi import openapi_document
 from kernel.exposure._remote import request_id as outgoing_request_id
 from kernel.exposure._schema import json_schema
 from kernel.exposure._server import principal
@@ -64,6 +66,7 @@ if TYPE_CHECKING:
     from loguru import Logger
 
     from kernel._host import Host
+    from kernel.exposure.console import Console
 
 __all__ = ["REQUEST_ID_KEY", "ExposureApp", "build_app"]
 
@@ -106,6 +109,7 @@ def _scan(headers: Iterable[tuple[bytes, bytes]]) -> tuple[str, bool]:
 
 
 def _json(status: int, content: Any, headers: Mapping[str, str] | None = None) -> Response:
+    """``content`` as a JSON response."""
     # ASCII output: a lone surrogate a client sent (valid JSON) still renders.
     body = json.dumps(content, separators=(",", ":"), allow_nan=False).encode()
     return Response(body, status, headers, _JSON)
@@ -261,7 +265,22 @@ class ExposureApp:
             Route(f"{base}/task/{{id:path}}", self.task, methods=["POST"]),
             Route(f"{base}/event/{{id:path}}", self.event, methods=["POST"]),
             Route(f"{base}/discovery", self.discovery, methods=["GET"]),
+            Route(f"{base}/openapi.json", self.openapi, methods=["GET"]),
         ]
+        console = self._console() if config.console else None
+        if console is not None:
+            routes.extend(console.routes())
+        self._openapi = json.dumps(
+            openapi_document(
+                title=graph.root.id,
+                config=config,
+                tasks={id: route.task for id, route in self._tasks.items()},
+                events=self._events,
+                extra=console.operations() if console is not None else (),
+                extra_schemas=console.schemas() if console is not None else None,
+            ),
+            separators=(",", ":"),
+        ).encode()
         if config.health:
             routes.append(Route("/health", self.health, methods=["GET"]))
             routes.append(Route("/ready", self.ready, methods=["GET"]))
@@ -274,6 +293,14 @@ class ExposureApp:
         starlette.router.redirect_slashes = False
         #: The ASGI application to serve.
         self.asgi: ASGIApp = _Calls(starlette, self._log, runtime)
+
+    def _console(self) -> Console:
+        from kernel.exposure.console import Console, Gate
+
+        gate = Gate(
+            self._authenticate, self._answer, self._read_body, _json, self._health_report, _is_json
+        )
+        return Console(self._runtime, self._config, frozenset(self._tasks), gate)
 
     # ------------------------------------------------------------------ endpoints
 
@@ -324,6 +351,14 @@ class ExposureApp:
         except Exception as exc:
             return self._answer(request.scope, exc)
         return Response(self._discovery, 200, media_type=_JSON)
+
+    async def openapi(self, request: Request) -> Response:
+        """``GET {base}/openapi.json``: the OpenAPI 3.1 document (`kernel.exposure._openapi`)."""
+        try:
+            await self._authenticate(request)
+        except Exception as exc:
+            return self._answer(request.scope, exc)
+        return Response(self._openapi, 200, media_type=_JSON)
 
     async def _health_report(self) -> dict[str, Any]:
         if self._health_cache is None:

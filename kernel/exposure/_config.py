@@ -180,7 +180,7 @@ class ExposureConfig:
     """The validated settings of one HTTP exposure; see `kernel.exposure.http`.
 
     Also the config of its ``kernel.exposure`` tag, which ``trio-runner doctor`` reads
-    (``auth``, ``allow_tasks``, ``allow_events``, ``body_limit``).
+    (``auth``, ``allow_tasks``, ``allow_events``, ``body_limit``, ``console``).
     """
 
     host: str = attrs.field(default="127.0.0.1", validator=_check_host)
@@ -198,6 +198,7 @@ class ExposureConfig:
     health: bool = attrs.field(default=True, validator=is_bool)
     metrics: bool = attrs.field(default=True, validator=is_bool)
     allow_anonymous: bool = attrs.field(default=False, validator=is_bool)
+    console: bool = attrs.field(default=False, validator=is_bool)
     graceful_timeout: float = attrs.field(
         default=5.0, converter=to_seconds, validator=non_negative_duration
     )

@@ -34,7 +34,7 @@ from kernel._converter import (
     literal_values,
 )
 
-__all__ = ["json_schema"]
+__all__ = ["json_schema", "type_schema"]
 
 _SCALARS: Final[Mapping[Any, Mapping[str, Any]]] = {
     bool: {"type": "boolean"},
@@ -234,3 +234,15 @@ def _choices(values: tuple[Any, ...]) -> dict[str, Any]:
     if not schemas:
         return dict(_NOTHING)
     return schemas[0] if len(schemas) == 1 else {"anyOf": schemas}
+
+
+def type_schema(annotation: Any) -> dict[str, Any]:
+    """The JSON Schema of any annotation the converter handles (``{}`` where it cannot be
+    described), with ``$defs`` for the classes that contain themselves."""
+    if _is_class(get_origin(annotation) or annotation):
+        return json_schema(annotation)
+    builder = _Builder(annotation)
+    schema = builder.schema(annotation, {}, frozenset(), hashable=False)
+    if builder.defs:
+        schema["$defs"] = builder.defs
+    return schema

@@ -93,6 +93,7 @@ def http(
     read_timeout: float | timedelta = 30.0,
     body_timeout: float | timedelta = 60.0,
     health_cache: float | timedelta = 1.0,
+    console: bool = False,
 ) -> Resource:
     """A resource serving the app's allowed tasks and events over HTTP; its value is an
     `Exposure` (``rt.resource(exposure).url``).
@@ -123,6 +124,9 @@ def http(
       ``body_limit`` gets its 413 (with ``Connection: close``) after the ``100 Continue``.
     - ``health_cache``: seconds ``/health`` and ``/ready`` reuse one health report, so a
       flood of unauthenticated probes runs the checks at most once per period (0: always).
+    - ``console``: serve the operator console at ``{base}/console/`` (a page, and its JSON
+      API under ``{base}/console/api/`` behind the same bearer token; see
+      `kernel.exposure.console`). Off by default.
 
     Tasks and hooks run by a call read who made it from `principal` (a ContextVar). Bad
     settings raise TypeError/ValueError naming the setting, here. The resource carries
@@ -145,6 +149,7 @@ def http(
         read_timeout=read_timeout,
         body_timeout=body_timeout,
         health_cache=health_cache,
+        console=console,
     )
 
     async def serve_http(scope: Scope) -> Exposure:

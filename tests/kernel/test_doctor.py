@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import kernel
 from kernel import MissingDependencyError, _doctor
 from kernel._cli import main
 from kernel._doctor import (
@@ -516,3 +517,19 @@ def test_doctor_as_a_program() -> None:
     assert (done.returncode, done.stderr) == (1, "")
     assert done.stdout.splitlines()[-1] == "2 passed, 8 failed, 5 not applicable"
     assert "\N{BALLOT X}  external_io.resilience  till.charge " in done.stdout
+
+
+def test_an_anonymous_exposure_serving_the_console_is_called_out() -> None:
+    exposure = kernel.exposure.http(
+        "http", allow_anonymous=True, allow_tasks=("a.*",), console=True
+    )
+    found = table(diagnose(kernel.App("console", register=[exposure])))
+    assert found["exposure.auth"] == (
+        "fail",
+        "anonymous exposure (no auth): http (serves the operator console to anyone)",
+        "configure auth= on every exposure; never expose tasks anonymously",
+    )
+    guarded = kernel.exposure.http(
+        "http", auth=kernel.exposure.BearerAuth(tokens=["t"]), allow_tasks=("a.*",), console=True
+    )
+    assert table(diagnose(kernel.App("console", register=[guarded])))["exposure.auth"][0] == "pass"

@@ -10,6 +10,7 @@ from loguru import logger
 
 import kernel
 import middleware as mw
+import resilience as rs
 from kernel import run
 
 
@@ -588,3 +589,32 @@ async def test_a_resource_serving_tasks_reaches_the_runtime_through_its_scope() 
     async with run(kernel.App("app", register=[double, server])) as rt:
         assert rt.resource(server) is rt
         assert await rt.resource(server).run_task(double, 21) == 42
+
+
+async def test_task_state_is_what_the_pipeline_exposes_the_very_objects_calls_use() -> None:
+    @kernel.task(
+        "guarded",
+        middleware=[
+            mw.circuit_breaker(failure_threshold=1),
+            mw.retry(attempts=2, wait=rs.backoff.constant(0)),
+        ],
+    )
+    async def guarded() -> None:
+        raise ValueError("no")
+
+    @kernel.task("plain")
+    async def plain() -> int:
+        return 1
+
+    async with kernel.run(kernel.App("app", register=[guarded, plain])) as rt:
+        state = rt.task_state(guarded)
+        assert set(state) == {"breaker"}
+        breaker = state["breaker"]
+        assert isinstance(breaker, rs.CircuitBreaker)
+        with pytest.raises(ValueError, match="no"):
+            await rt.run_task(guarded)
+        assert breaker.state is rs.CircuitState.OPEN
+        assert rt.task_state(guarded)["breaker"] is breaker
+        assert rt.task_state(plain) == {}
+    with pytest.raises(kernel.KernelError, match="disposed"):
+        rt.task_state(plain)

@@ -57,7 +57,8 @@ async def limits_loop(url: str) -> Loop:
 
 
 async def pyrate_loop(url: str) -> Loop:
-    from pyrate_limiter import Duration, Limiter, Rate, RedisBucket  # type: ignore[import-not-found]
+    # (Installed or not: schemathesis, a dev dependency, brings pyrate-limiter along.)
+    from pyrate_limiter import Duration, Limiter, Rate, RedisBucket  # type: ignore[import-not-found, unused-ignore]
     from redis.asyncio import Redis  # type: ignore[import-not-found]
 
     bucket = await RedisBucket.init([Rate(RATE, Duration.SECOND)], Redis.from_url(url), "bench")
