@@ -290,9 +290,6 @@ class Redaction:
     def redact_text(self, text: str) -> str:
         """``text`` with the values after sensitive keys, card numbers, SSNs, URL passwords
         (and e-mails, when on) replaced."""
-        hint = self._key_hint
-        if hint is not None and hint.search(text.lower()) is not None:
-            text = self._redact_keys_in_text(text)
         if self.url_credentials and "://" in text:
             text = _URL_PASSWORD.sub(rf"\1:{REDACTED}@", text)
         if (self.cards or self.ssns) and _DIGIT.search(text) is not None:
@@ -302,6 +299,11 @@ class Redaction:
                 text = _SSN.sub(REDACTED, text)
         if self.emails and "@" in text:
             text = _EMAIL.sub(REDACTED, text)
+        # Keys last: a value pattern replaced before a key (``4111...password=x``) gives the
+        # key the boundary it lacked, and a second pass would find it; so the first does.
+        hint = self._key_hint
+        if hint is not None and hint.search(text.lower()) is not None:
+            text = self._redact_keys_in_text(text)
         return text
 
     def redact(self, value: Any) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import string
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from kernel import Redaction
@@ -93,6 +93,7 @@ FRAGMENTS = st.lists(
 
 @settings(max_examples=300, deadline=None)
 @given(FRAGMENTS)
+@example("4111111111111111password=password")  # the card's redaction gave the key its boundary
 def test_redacting_text_twice_changes_nothing_more(text: str) -> None:
     policy = Redaction()
     once = policy.redact_text(text)
