@@ -15,6 +15,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import middleware as mw
+
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
 FILE_BLOCK = re.compile(r'^```toml title="([\w.-]+)"\n(.*?)^```', re.MULTILINE | re.DOTALL)
 
@@ -34,15 +36,25 @@ def write_files(document: Path, directory: Path) -> list[Path]:
 
 
 async def run_blocks(document: Path, namespace: dict[str, Any]) -> None:
-    """Run every runnable block of ``document`` in ``namespace``; a failure names its block."""
-    for number, source in enumerate(python_blocks(document), start=1):
-        code = compile(
-            source,
-            f"{document.name} block {number}",
-            "exec",
-            flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT,
-            dont_inherit=True,  # a reader's script has no `from __future__` of this module
-        )
-        result = eval(code, namespace)
-        if result is not None:
-            await result
+    """Run every runnable block of ``document`` in ``namespace``; a failure names its block.
+
+    Documents name policies in the process-wide ``mw.registry``, as a reader's program
+    would; the names a document registered are unregistered afterwards, so documents that
+    name the same policy run in any order.
+    """
+    named = set(mw.registry.names())
+    try:
+        for number, source in enumerate(python_blocks(document), start=1):
+            code = compile(
+                source,
+                f"{document.name} block {number}",
+                "exec",
+                flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT,
+                dont_inherit=True,  # a reader's script has no `from __future__` of this module
+            )
+            result = eval(code, namespace)
+            if result is not None:
+                await result
+    finally:
+        for name in set(mw.registry.names()) - named:
+            mw.registry.unregister(name)

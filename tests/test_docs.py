@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-import middleware as mw
 from kernel._doctor import diagnose
 from tests.kernel import doctor_apps
 from tests.markdown_blocks import python_blocks, run_blocks, write_files
@@ -36,12 +35,7 @@ async def test_page_blocks_run(
     module = types.ModuleType("docs_page")
     monkeypatch.setitem(sys.modules, module.__name__, module)
     namespace: dict[str, Any] = vars(module)
-    named = set(mw.registry.names())
-    try:
-        await run_blocks(page, namespace)
-    finally:  # pages name policies in the process-wide registry, as the README does
-        for name in set(mw.registry.names()) - named:
-            mw.registry.unregister(name)
+    await run_blocks(page, namespace)
 
 
 def test_the_production_checklist_names_every_check_of_the_doctor() -> None:
