@@ -22,7 +22,9 @@ from kernel.durable._records import (
     Schedule,
     Status,
     StepRecord,
+    cancelled,
     claimed_by,
+    released,
 )
 from kernel.durable._rows import (
     failed_in_place,
@@ -118,9 +120,13 @@ class MemoryStore:
             self._keys[key] = execution.id
         return execution
 
-    async def create_execution(self, execution: Execution) -> Execution:
+    async def create_execution(
+        self, execution: Execution, *, audit: AuditEntry | None = None
+    ) -> Execution:
         await trio.lowlevel.checkpoint()
         created = self._create(execution)
+        if audit is not None and created is execution:
+            self._append(audit)
         self._changed()
         return _read(created)
 
@@ -210,23 +216,24 @@ class MemoryStore:
         wake_at: float | None = None,
         waiting_for: str | None = None,
         attempt: int | None = None,
+        audit: AuditEntry | None = None,
     ) -> Execution:
         await trio.lowlevel.checkpoint()
         execution = self._owned(execution_id, worker)
-        updated = attrs.evolve(
+        updated = released(
             execution,
             status=status,
+            now=now,
             result=result,
             error=error,
             wake_at=wake_at,
             waiting_for=waiting_for,
-            attempt=execution.attempt if attempt is None else attempt,
-            owner=None,
-            lease_until=None,
-            updated_at=now,
+            attempt=attempt,
         )
         _read(updated)  # an unreadable row stays as it was (a rolled back transaction)
         self._executions[execution_id] = updated
+        if audit is not None:
+            self._append(audit)
         self._changed()
         return updated
 
@@ -238,15 +245,7 @@ class MemoryStore:
         execution = _read(stored)
         if execution.terminal:
             return execution
-        updated = attrs.evolve(
-            execution,
-            status="cancelled",
-            owner=None,
-            lease_until=None,
-            wake_at=None,
-            waiting_for=None,
-            updated_at=now,
-        )
+        updated = cancelled(execution, now=now)
         self._executions[execution_id] = updated
         self._changed()
         return updated
@@ -269,10 +268,14 @@ class MemoryStore:
 
     # ------------------------------------------------------------------ steps
 
-    async def record_step(self, worker: str, step: StepRecord) -> None:
+    async def record_step(
+        self, worker: str, step: StepRecord, *, audit: AuditEntry | None = None
+    ) -> None:
         await trio.lowlevel.checkpoint()
         self._owned(step.execution_id, worker)
         self._steps.setdefault(step.execution_id, {}).setdefault(step.step_id, step)
+        if audit is not None:
+            self._append(audit)
 
     async def list_step_results(self, execution_id: str) -> list[StepRecord]:
         await trio.lowlevel.checkpoint()
@@ -326,10 +329,13 @@ class MemoryStore:
 
     # ------------------------------------------------------------------ audit
 
-    async def append_audit(self, entry: AuditEntry) -> None:
-        await trio.lowlevel.checkpoint()
+    def _append(self, entry: AuditEntry) -> None:
         entries = self._audit.setdefault(entry.execution_id, [])
         entries.append(attrs.evolve(entry, seq=len(entries) + 1))
+
+    async def append_audit(self, entry: AuditEntry) -> None:
+        await trio.lowlevel.checkpoint()
+        self._append(entry)
 
     async def list_audit_entries(self, execution_id: str) -> list[AuditEntry]:
         await trio.lowlevel.checkpoint()

@@ -355,8 +355,18 @@ class PostgresStore:
             raise ValueError(f"execution id {execution.id!r} is already used")
         return row
 
-    async def create_execution(self, execution: Execution) -> Execution:
-        return await self._run(lambda conn: read_execution(self._create(conn, execution)))
+    async def create_execution(
+        self, execution: Execution, *, audit: AuditEntry | None = None
+    ) -> Execution:
+        values = None if audit is None else _audit_values(audit)
+
+        def work(conn: Connection[TupleRow]) -> Execution:
+            row = self._create(conn, execution)
+            if row[0] == execution.id:  # (not an execution holding its idempotency key)
+                self._append(conn, values)
+            return read_execution(row)
+
+        return await self._run(work, single=values is None)
 
     async def get_execution(self, execution_id: str) -> Execution | None:
         def work(conn: Connection[TupleRow]) -> Execution | None:
@@ -474,7 +484,10 @@ class PostgresStore:
         wake_at: float | None = None,
         waiting_for: str | None = None,
         attempt: int | None = None,
+        audit: AuditEntry | None = None,
     ) -> Execution:
+        audit_values = None if audit is None else _audit_values(audit)
+
         def work(conn: Connection[TupleRow]) -> Execution:
             row = conn.execute(
                 self._q(
@@ -500,7 +513,9 @@ class PostgresStore:
                 },
             ).fetchone()
             if row is not None:
-                return read_execution(row)
+                released = read_execution(row)
+                self._append(conn, audit_values)
+                return released
             # Not ours, or ours but unreadable (this second query only when refused).
             row = conn.execute(
                 self._q(f"SELECT {_EXECUTION} FROM {{s}}.executions WHERE id = %s"),
@@ -510,7 +525,7 @@ class PostgresStore:
                 read_execution(row)  # raises CorruptRecordError
             raise _lease_lost(execution_id, worker)
 
-        return await self._run(work, single=True)
+        return await self._run(work, single=audit_values is None)
 
     async def request_cancel(self, execution_id: str, *, now: float) -> Execution | None:
         def work(conn: Connection[TupleRow]) -> Execution | None:
@@ -559,10 +574,15 @@ class PostgresStore:
             attrs.astuple(step, recurse=False),
         )
 
-    async def record_step(self, worker: str, step: StepRecord) -> None:
+    async def record_step(
+        self, worker: str, step: StepRecord, *, audit: AuditEntry | None = None
+    ) -> None:
+        values = None if audit is None else _audit_values(audit)
+
         def work(conn: Connection[TupleRow]) -> None:
             self._fence(conn, step.execution_id, worker)
             self._record(conn, step)
+            self._append(conn, values)
 
         await self._run(work)
 
@@ -631,32 +651,24 @@ class PostgresStore:
 
     # ------------------------------------------------------------------ audit
 
+    def _append(self, conn: Connection[TupleRow], values: tuple[Any, ...] | None) -> None:
+        """Append an audit entry (`_audit_values`) in one statement: one counter row per
+        execution hands out seq 1, 2, ...; its row lock orders concurrent appends."""
+        if values is None:
+            return
+        conn.execute(
+            self._q(
+                "WITH counter AS (INSERT INTO {s}.audit_seq AS a (execution_id, last) "
+                "VALUES (%s, 1) ON CONFLICT (execution_id) DO UPDATE SET last = a.last + 1 "
+                f"RETURNING last) INSERT INTO {{s}}.audit ({_AUDIT}) "
+                "SELECT %s, %s, %s, %s, %s, last FROM counter"
+            ),
+            (values[0], *values),
+        )
+
     async def append_audit(self, entry: AuditEntry) -> None:
-        try:
-            data = json.dumps(dict(entry.data), separators=(",", ":"))
-        except (TypeError, ValueError) as exc:
-            raise SerializationError(
-                f"audit entry {entry.kind!r} of execution {entry.execution_id!r} cannot be "
-                f"stored as JSON: {exc}"
-            ) from exc
-
-        def work(conn: Connection[TupleRow]) -> None:
-            # One counter row per execution hands out seq 1, 2, ...; its row lock orders
-            # concurrent appends.
-            row = conn.execute(
-                self._q(
-                    "INSERT INTO {s}.audit_seq AS a (execution_id, last) VALUES (%s, 1) "
-                    "ON CONFLICT (execution_id) DO UPDATE SET last = a.last + 1 RETURNING last"
-                ),
-                (entry.execution_id,),
-            ).fetchone()
-            assert row is not None  # RETURNING of an upsert always yields its row
-            conn.execute(
-                self._q(f"INSERT INTO {{s}}.audit ({_AUDIT}) VALUES (%s, %s, %s, %s, %s, %s)"),
-                (entry.execution_id, entry.kind, entry.at, entry.step_id, data, row[0]),
-            )
-
-        await self._run(work)
+        values = _audit_values(entry)
+        await self._run(lambda conn: self._append(conn, values), single=True)
 
     async def list_audit_entries(self, execution_id: str) -> list[AuditEntry]:
         def work(conn: Connection[TupleRow]) -> list[AuditEntry]:
@@ -758,6 +770,19 @@ class PostgresStore:
             return True
 
         return await self._run(work)
+
+
+def _audit_values(entry: AuditEntry) -> tuple[Any, ...]:
+    """``entry`` as `PostgresStore._append` parameters, without ``seq`` (SerializationError
+    when its data is not JSON: raised before any transaction starts)."""
+    try:
+        data = json.dumps(dict(entry.data), separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise SerializationError(
+            f"audit entry {entry.kind!r} of execution {entry.execution_id!r} cannot be "
+            f"stored as JSON: {exc}"
+        ) from exc
+    return (entry.execution_id, entry.kind, entry.at, entry.step_id, data)
 
 
 def _lease_lost(execution_id: str, worker: str) -> LeaseLostError:

@@ -23,7 +23,9 @@ __all__ = [
     "Schedule",
     "Status",
     "StepRecord",
+    "cancelled",
     "claimed_by",
+    "released",
 ]
 
 Status: TypeAlias = Literal[
@@ -115,6 +117,48 @@ def claimed_by(execution: Execution, worker: str, *, lease_until: float, now: fl
         status="running",
         owner=worker,
         lease_until=lease_until,
+        wake_at=None,
+        waiting_for=None,
+        updated_at=now,
+    )
+
+
+def released(
+    execution: Execution,
+    *,
+    status: Status,
+    now: float,
+    result: str | None = None,
+    error: str | None = None,
+    wake_at: float | None = None,
+    waiting_for: str | None = None,
+    attempt: int | None = None,
+) -> Execution:
+    """``execution`` as a release leaves it (see `kernel.durable.Store.release`): the given
+    columns replace what they held (None clears), ``attempt`` only when not None, owner
+    and lease cleared."""
+    return attrs.evolve(
+        execution,
+        status=status,
+        result=result,
+        error=error,
+        wake_at=wake_at,
+        waiting_for=waiting_for,
+        attempt=execution.attempt if attempt is None else attempt,
+        owner=None,
+        lease_until=None,
+        updated_at=now,
+    )
+
+
+def cancelled(execution: Execution, *, now: float) -> Execution:
+    """``execution`` as a cancellation leaves an active one (see
+    `kernel.durable.Store.request_cancel`): nothing runs it, nothing wakes it."""
+    return attrs.evolve(
+        execution,
+        status="cancelled",
+        owner=None,
+        lease_until=None,
         wake_at=None,
         waiting_for=None,
         updated_at=now,

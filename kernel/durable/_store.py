@@ -9,6 +9,10 @@ Contract, common to every method:
 
 - Every method is a trio checkpoint; cancellation propagates and leaves no partial write
   (each write is one transaction).
+- The writes that change an execution (`create_execution`, `record_step`, `release`) take
+  an optional ``audit`` entry, appended in the same transaction: a step's result and its
+  timeline line, or an execution's end and its ``status_changed`` line, are stored
+  together or not at all, in one trip to the store.
 - *Fenced* writes take the ``worker`` that claimed the execution: they succeed only while
   the execution is ``running`` and owned by that worker, and raise `LeaseLostError`
   otherwise (the lease expired and another worker claimed it, or it was cancelled). A
@@ -51,12 +55,14 @@ class Store(Protocol):
 
     # ------------------------------------------------------------------ executions
 
-    async def create_execution(self, execution: Execution) -> Execution:
-        """Insert ``execution`` and return it.
+    async def create_execution(
+        self, execution: Execution, *, audit: AuditEntry | None = None
+    ) -> Execution:
+        """Insert ``execution`` (and ``audit``, in the same transaction) and return it.
 
         When ``execution.idempotency_key`` is already used by another execution, insert
-        nothing and return that execution (atomically: two concurrent calls with one key
-        create one execution). An ``id`` already used raises ValueError.
+        nothing (no audit either) and return that execution (atomically: two concurrent
+        calls with one key create one execution). An ``id`` already used raises ValueError.
         """
 
     async def get_execution(self, execution_id: str) -> Execution | None:
@@ -103,8 +109,10 @@ class Store(Protocol):
         wake_at: float | None = None,
         waiting_for: str | None = None,
         attempt: int | None = None,
+        audit: AuditEntry | None = None,
     ) -> Execution:
-        """Fenced: leave ``running`` for ``status``, clearing owner and lease.
+        """Fenced: leave ``running`` for ``status``, clearing owner and lease (and append
+        ``audit`` in the same transaction).
 
         Sets ``result``, ``error``, ``wake_at``, ``waiting_for`` as given (None clears)
         and ``attempt`` when not None; returns the execution as updated. With
@@ -127,9 +135,12 @@ class Store(Protocol):
 
     # ------------------------------------------------------------------ steps
 
-    async def record_step(self, worker: str, step: StepRecord) -> None:
-        """Fenced: record a completed step. The first record of a step id wins; recording
-        the same id again is a no-op."""
+    async def record_step(
+        self, worker: str, step: StepRecord, *, audit: AuditEntry | None = None
+    ) -> None:
+        """Fenced: record a completed step (and append ``audit``, in the same transaction).
+        The first record of a step id wins; recording the same id again records nothing
+        (the audit entry is still appended)."""
 
     async def list_step_results(self, execution_id: str) -> list[StepRecord]:
         """The execution's recorded steps, in the order they were recorded (one that cannot

@@ -6,30 +6,64 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import TYPE_CHECKING, Any
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
 from kernel._definitions import Task
 from kernel._errors import ConfigError
 from kernel._shutdown import ShuttingDown
-from kernel.durable._context import Context, Suspend
+from kernel.durable._context import Context, RunEnv, Suspend
 from kernel.durable._errors import (
     CompensationFailedError,
     CorruptRecordError,
     DurableError,
     LeaseLostError,
 )
+from kernel.durable._options import EngineOptions
 from kernel.durable._records import AuditEntry, Execution, Status
 from kernel.durable._serde import dumps, loads
+from kernel.durable._store import Store
 from kernel.observability._failures import execution_watch
 from kernel.observability._logging import execution_id as log_execution_id
 from kernel.observability._logging import kernel_logger
 
 if TYPE_CHECKING:
-    from kernel.durable._engine import Engine
+    from kernel._runtime import Runtime
 
-__all__ = ["Worker", "retry_delay"]
+__all__ = ["Host", "Worker", "retry_delay"]
+
+
+class Host(Protocol):
+    """What a worker needs of its engine (`kernel.durable.Engine` is one): the worker
+    depends on this, not on the engine's module."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def store(self) -> Store: ...
+    @property
+    def runtime(self) -> Runtime: ...
+    @property
+    def options(self) -> EngineOptions: ...
+    @property
+    def worker_id(self) -> str: ...
+    @property
+    def env(self) -> RunEnv: ...
+    @property
+    def current(self) -> ContextVar[Context | None]: ...
+    @property
+    def running(self) -> dict[str, trio.CancelScope]: ...
+
+    def now(self) -> float: ...
+    def poke(self) -> None: ...
+    def wake_event(self) -> trio.Event: ...
+    def finished(self, execution: Execution) -> None: ...
+    def changed(self, execution_id: str) -> None: ...
+    def workflow_task(self, workflow_id: str) -> Task | None: ...
+    async def fire_due_schedules(self) -> None: ...
+
 
 #: Errors that no retry can fix: the execution fails at once. Every DurableError a run
 #: raises is one (non-determinism, unreadable rows, unserializable results, misuse of the
@@ -53,11 +87,12 @@ def describe_error(exc: BaseException) -> str:
 
 
 class Worker:
-    """Runs the executions of one engine; lives in the engine resource's nursery."""
+    """Runs the executions of one engine; lives in the engine resource's nursery. The
+    runs in progress go in the engine's `Host.running`."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Host) -> None:
         self.engine = engine
-        self.running: dict[str, trio.CancelScope] = {}
+        self.running = engine.running
         #: The lease renewal of each run, stopped before the run writes its outcome.
         self._renewers: dict[str, trio.CancelScope] = {}
         self._log = kernel_logger(engine.id)
@@ -239,6 +274,15 @@ class Worker:
         if renewing is not None:
             renewing.cancel()  # a renewal racing the release must not cancel the run
         now = engine.now()
+        audit = None
+        if engine.options.audit:
+            audit = _status_line(
+                execution.id,
+                now,
+                status,
+                execution.attempt if attempt is None else attempt,
+                error,
+            )
         try:
             updated = await engine.store.release(
                 execution.id,
@@ -250,13 +294,14 @@ class Worker:
                 wake_at=wake_at,
                 waiting_for=waiting_for,
                 attempt=attempt,
+                audit=audit,
             )
         except CorruptRecordError as exc:  # its row went bad during the run
             self._log.warning("{}; not released (a claim fails it if it has not ended)", exc)
             engine.poke()
-            engine.finished(execution.id)
+            engine.changed(execution.id)
             return
-        await self._reported(updated, now)
+        self._ended(updated)
 
     async def _unreadable(self, execution: Execution, now: float) -> None:
         """A claim failed ``execution``: its row could not be read back. A run of it here
@@ -264,20 +309,29 @@ class Worker:
         running = self.running.get(execution.id)
         if running is not None:
             running.cancel()
-        await self._reported(execution, now)
-
-    async def _reported(self, execution: Execution, now: float) -> None:
-        """Audit and log the status the execution went to; wake its waiters if it ended."""
         engine = self.engine
-        status, error = execution.status, execution.error
         if engine.options.audit:
-            data: dict[str, object] = {"to": status, "attempt": execution.attempt}
-            if error is not None:
-                data["error"] = error
-            await engine.store.append_audit(
-                AuditEntry(execution.id, "status_changed", now, None, data)
+            line = _status_line(
+                execution.id, now, execution.status, execution.attempt, execution.error
             )
+            await engine.store.append_audit(line)
+        self._ended(execution)
+
+    def _ended(self, execution: Execution) -> None:
+        """Log the status the execution went to (its audit line is written); hand it to
+        its waiters if it ended."""
+        status = execution.status
         if status == "failed" or status == "compensation_failed":
-            self._log.error("execution {} {}: {}", execution.id, status, error)
+            self._log.error("execution {} {}: {}", execution.id, status, execution.error)
         if execution.terminal:
-            engine.finished(execution.id)
+            self.engine.finished(execution)
+
+
+def _status_line(
+    execution_id: str, now: float, status: Status, attempt: int, error: str | None
+) -> AuditEntry:
+    """The ``status_changed`` line of the timeline for an execution going to ``status``."""
+    data: dict[str, object] = {"to": status, "attempt": attempt}
+    if error is not None:
+        data["error"] = error
+    return AuditEntry(execution_id, "status_changed", now, None, data)

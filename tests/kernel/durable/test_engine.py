@@ -467,10 +467,9 @@ async def test_cancel_a_running_execution_stops_its_run(autojump_clock: trio.abc
         await ctx.step("later", later)
 
     async with running_engine(stuck) as (_, e):
-        assert e.worker is not None
         xid = await e.start(stuck)
         await entered.wait()
-        assert xid in e.worker.running
+        assert xid in e.running_executions()
         assert (await e.cancel(xid)).status == "cancelled"
         with pytest.raises(WorkflowCancelledError):
             await e.wait(xid)
@@ -478,7 +477,7 @@ async def test_cancel_a_running_execution_stops_its_run(autojump_clock: trio.abc
         gate.set()
         await trio.sleep(100)
         assert seen == ["cancelled"]
-        assert e.worker.running == {}
+        assert e.running_executions() == frozenset()
         execution = await e.get_execution(xid)
         assert (execution.status, execution.owner, execution.lease_until) == (
             "cancelled",
@@ -509,17 +508,16 @@ async def test_a_cancel_from_another_process_stops_the_run_at_its_next_renewal(
         running_engine(remote, store=store, claim_ttl=30) as (_, worker),
         running_engine(remote, store=store, worker=False) as (_, front),
     ):
-        assert worker.worker is not None
         xid = await front.start(remote)
         worker.poke()  # (a shared MemoryStore does not wake the other engine by itself)
         await trio.sleep(1)
-        assert xid in worker.worker.running
+        assert xid in worker.running_executions()
         assert (await front.cancel(xid)).status == "cancelled"
         with pytest.raises(WorkflowCancelledError):
             await front.wait(xid)
         await trio.sleep(60)
         assert stopped == [10.0]  # the renewal at claim_ttl / 3 found the claim gone
-        assert worker.worker.running == {}
+        assert worker.running_executions() == frozenset()
         assert (await front.get_execution(xid)).status == "cancelled"
 
 
@@ -658,7 +656,7 @@ async def test_a_stalled_worker_loses_its_execution_after_claim_ttl(
             assert trio.current_time() == pytest.approx(30.0, abs=0.01)
             gate.set()  # the stale run finishes its step: its record is refused
             await trio.sleep(1)
-            assert a.worker.running == {}
+            assert a.running_executions() == frozenset()
         assert workers == [a.worker_id, b.worker_id]
         assert await recorded(a, xid) == {"work": b.worker_id}
         assert len(await audit_of(a, xid, "step_completed")) == 1
@@ -688,7 +686,6 @@ async def test_a_worker_whose_lease_lapsed_takes_it_back_without_running_it_twic
         await trio.sleep_forever()
 
     async with running_engine(lapse, claim_ttl=30, concurrency=2) as (_, e):
-        assert e.worker is not None
         monkeypatch.setattr(e.worker, "_renew", never_renew)
         xid = await e.start(lapse)
         await trio.sleep(45)
