@@ -639,6 +639,38 @@ async def test_append_audit_is_not_fenced(store: Store) -> None:
     assert (entry.seq, entry.data) == (1, {"by": "anyone"})
 
 
+async def test_writes_append_their_audit_line_in_the_same_transaction(store: Store) -> None:
+    line = AuditEntry("e1", "status_changed", 1.0, data={"to": "pending"})
+    await store.create_execution(execution("e1", idempotency_key="k"), audit=line)
+    # Another execution with the key creates nothing, so appends nothing.
+    other = AuditEntry("e2", "status_changed", 1.0, data={"to": "pending"})
+    assert (await store.create_execution(execution("e2", idempotency_key="k"), audit=other)).id == (
+        "e1"
+    )
+    await store.claim("w1", now=10.0, lease_until=20.0, limit=1)
+    step = AuditEntry("e1", "step_completed", 11.0, step_id="s1", data={"duration_ms": 1.5})
+    await store.record_step("w1", StepRecord("e1", "s1", 0, '"one"', 11.0), audit=step)
+    end = AuditEntry("e1", "status_changed", 12.0, data={"to": "completed"})
+    await store.release("e1", "w1", status="completed", now=12.0, result="1", audit=end)
+    assert await store.list_audit_entries("e1") == [
+        attrs.evolve(line, seq=1),
+        attrs.evolve(step, seq=2),
+        attrs.evolve(end, seq=3),
+    ]
+    assert await store.list_audit_entries("e2") == []
+
+
+async def test_a_refused_fenced_write_appends_no_audit_line(store: Store) -> None:
+    await claimed(store, "e1", worker="w1")
+    line = AuditEntry("e1", "step_completed", 11.0, step_id="s1")
+    with pytest.raises(LeaseLostError):
+        await store.record_step("w2", StepRecord("e1", "s1", 0, "1", 11.0), audit=line)
+    with pytest.raises(LeaseLostError):
+        await store.release("e1", "w2", status="completed", now=12.0, audit=line)
+    assert await store.list_audit_entries("e1") == []
+    assert await store.list_step_results("e1") == []
+
+
 # ---------------------------------------------------------------------- schedules
 
 
