@@ -35,7 +35,7 @@ from kernel.durable._options import EngineOptions
 from kernel.durable._records import ACTIVE, AuditEntry, Execution, Schedule, Status
 from kernel.durable._schedules import check_cadence, next_tick
 from kernel.durable._serde import dumps, loads
-from kernel.durable._store import LocalStore, Store
+from kernel.durable._store import Store, WatchedStore
 from kernel.durable._worker import Worker
 from kernel.observability._logging import kernel_logger
 
@@ -128,7 +128,7 @@ class Engine:
         )
         self._log = kernel_logger(id)
         self._unwatch: Callable[[], None] = (
-            store.watch(self._store_changed) if isinstance(store, LocalStore) else _nothing
+            store.watch(self._store_changed) if isinstance(store, WatchedStore) else _nothing
         )
 
     def _store_changed(self) -> None:

@@ -17,6 +17,7 @@ import functools
 import json
 import os
 import sqlite3
+import threading
 from collections.abc import Callable, Collection
 from typing import Any, Final, Generic, Literal, TypeAlias, TypeVar
 
@@ -52,7 +53,7 @@ from kernel.durable._rows import (
     split_schedules,
 )
 
-__all__ = ["SCHEMA_VERSION", "SqliteStore", "Synchronous"]
+__all__ = ["SCHEMA_VERSION", "WATCH_INTERVAL", "SqliteStore", "Synchronous"]
 
 T = TypeVar("T")
 
@@ -75,6 +76,10 @@ _INLINE_ROWS: Final = 256
 #: Commits between WAL checkpoints (SQLite's automatic one is off: it would run inside a
 #: commit on the event loop). The checkpoint runs in the store's thread, after a commit.
 _CHECKPOINT_EVERY: Final = 500
+#: Seconds between two looks of the watch thread at the file's change counter (``PRAGMA
+#: data_version``, a few microseconds): another process's write wakes this one's engine
+#: within about this long, and at most this often, however many writes there are.
+WATCH_INTERVAL: Final = 0.005
 
 _EXECUTION_FIELDS: Final = tuple(field.name for field in attrs.fields(Execution))
 _EXECUTION_COLUMNS: Final = ", ".join(_EXECUTION_FIELDS)
@@ -427,6 +432,82 @@ class SqliteStore:
     )
     #: Commits since the last WAL checkpoint.
     _commits: int = attrs.field(default=0, init=False, repr=False)
+    _watchers: list[Callable[[], None]] = attrs.field(factory=list, init=False, repr=False)
+    #: The watch thread and what stops it (see `watch`).
+    _watch: tuple[threading.Thread, threading.Event] | None = attrs.field(
+        default=None, init=False, repr=False
+    )
+    #: Watch threads told to stop, for `close` to join.
+    _stopped: list[threading.Thread] = attrs.field(factory=list, init=False, repr=False)
+
+    # ------------------------------------------------------------------ watching
+
+    def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback()`` in the trio thread after writes to the file by other
+        connections (other processes, and this store's own, seen by the watch thread's
+        connection), within about `WATCH_INTERVAL`; return the function that stops
+        watching. A thread of the store's looks at the file's change counter while
+        anyone watches; `close` stops it. Raises `DurableError` when the file cannot be
+        opened for watching."""
+        self._open_connection()  # (raises when not open)
+        self._watchers.append(callback)
+        if self._watch is None or self._watch[1].is_set():
+            try:
+                # Opened here (a file open: bounded), so that no write after this call
+                # goes unseen; used by the watch thread only, from now on.
+                connection = sqlite3.connect(
+                    self.path, isolation_level=None, check_same_thread=False
+                )
+                seen = connection.execute("PRAGMA data_version").fetchone()[0]
+            except sqlite3.Error as exc:
+                self._watchers.remove(callback)
+                raise DurableError(f"cannot watch the SQLite store {self.path!r}: {exc}") from exc
+            token = trio.lowlevel.current_trio_token()
+            stop = threading.Event()
+            thread = threading.Thread(
+                target=self._watch_file,
+                args=(connection, seen, token, stop),
+                name=f"kernel.durable.sqlite-watch:{self.path}",
+                daemon=True,
+            )
+            if self._watch is not None:
+                self._stopped.append(self._watch[0])
+            self._watch = (thread, stop)
+            thread.start()
+
+        def unwatch() -> None:
+            with contextlib.suppress(ValueError):
+                self._watchers.remove(callback)
+            if not self._watchers and self._watch is not None:
+                self._watch[1].set()  # (the thread ends within WATCH_INTERVAL; close joins)
+
+        return unwatch
+
+    def _notify(self) -> None:
+        for callback in list(self._watchers):
+            callback()
+
+    def _watch_file(
+        self,
+        connection: sqlite3.Connection,
+        seen: object,
+        token: trio.lowlevel.TrioToken,
+        stop: threading.Event,
+    ) -> None:
+        """The watch thread: tell the trio thread when the change counter moves."""
+        try:
+            while not stop.wait(WATCH_INTERVAL):
+                try:
+                    version = connection.execute("PRAGMA data_version").fetchone()[0]
+                except sqlite3.Error:  # (a passing failure: looked at again next time)
+                    continue
+                if version != seen:
+                    seen = version
+                    token.run_sync_soon(self._notify)
+        except trio.RunFinishedError:
+            pass  # the trio run that watched has ended
+        finally:
+            connection.close()
 
     # ------------------------------------------------------------------ plumbing
 
@@ -565,6 +646,13 @@ class SqliteStore:
         self._connection = connection
 
     def _disconnect(self) -> None:
+        watch, self._watch = self._watch, None
+        threads, self._stopped = self._stopped, []
+        if watch is not None:
+            watch[1].set()
+            threads.append(watch[0])
+        for thread in threads:
+            thread.join()
         connection, self._connection = self._connection, None
         if connection is not None:
             connection.close()

@@ -36,7 +36,7 @@ from typing import Protocol, runtime_checkable
 
 from kernel.durable._records import AuditEntry, Execution, Schedule, Status, StepRecord
 
-__all__ = ["LocalStore", "Store"]
+__all__ = ["LocalStore", "Store", "WatchedStore"]
 
 
 @runtime_checkable
@@ -44,7 +44,9 @@ class Store(Protocol):
     """Persistence for durable executions (see the module docstring for the contract)."""
 
     #: True when every writer lives in this process and the store is a `LocalStore` (it has
-    #: ``watch``): engines then wake on its writes and on timers, and never poll.
+    #: ``watch``): engines then wake on its writes and on timers, and never poll. A
+    #: `WatchedStore` that is not local wakes engines on other processes' writes too, and
+    #: they still poll every ``polling_interval``, in case a notification was missed.
     local: bool
 
     async def open(self) -> None:
@@ -205,9 +207,17 @@ class Store(Protocol):
 
 
 @runtime_checkable
-class LocalStore(Store, Protocol):
-    """A store whose writers all live in this process (`MemoryStore`)."""
+class WatchedStore(Store, Protocol):
+    """A store that tells this process about writes (`MemoryStore`: its own, at once;
+    `SqliteStore`: other processes', within a few milliseconds)."""
 
     def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
-        """Call ``callback()`` after each write that can make an execution runnable or
-        ended; return the function that stops watching."""
+        """Call ``callback()`` (in the trio thread, never from inside a store call) after
+        writes that can make an execution runnable or ended; return the function that
+        stops watching. Needs an open store and a running trio loop."""
+
+
+@runtime_checkable
+class LocalStore(WatchedStore, Protocol):
+    """A store whose writers all live in this process (`MemoryStore`): ``local`` is True,
+    and ``watch`` reports every write."""
