@@ -71,6 +71,17 @@ _SCHEDULE: Final = (
     "created_at, updated_at"
 )
 _AUDIT: Final = "execution_id, kind, at, step_id, data, seq"
+# Appends the audit line of a write in the write's own statement (one round trip): CTEs
+# after the write's, fed by ``{source}`` (the rows written: one, or none when refused). One
+# counter row per execution hands out seq 1, 2, ...; its row lock orders concurrent appends.
+_AUDIT_CTES: Final = (
+    ", counter AS (INSERT INTO {{s}}.audit_seq AS a (execution_id, last) "
+    "SELECT id, 1 FROM {source} ON CONFLICT (execution_id) DO UPDATE SET last = a.last + 1 "
+    "RETURNING execution_id, last), "
+    "line AS (INSERT INTO {{s}}.audit (execution_id, kind, at, step_id, data, seq) "
+    "SELECT execution_id, %(audit_kind)s::text, %(audit_at)s::float8, "
+    "%(audit_step)s::text, %(audit_data)s::text, last FROM counter) "
+)
 _ASSIGN_ALL: Final = ", ".join(f"{name} = %s" for name, _ in EXECUTION_COLUMNS[1:])
 
 # The time an active execution becomes claimable by time alone (MemoryStore's `_due`).
@@ -358,15 +369,30 @@ class PostgresStore:
     async def create_execution(
         self, execution: Execution, *, audit: AuditEntry | None = None
     ) -> Execution:
-        values = None if audit is None else _audit_values(audit)
+        if audit is None:
+            return await self._run(lambda conn: read_execution(self._create(conn, execution)))
+        parameters = _audit_parameters(audit)
+        parameters.update(
+            zip(_EXECUTION.split(", "), attrs.astuple(execution, recurse=False), strict=True)
+        )
+        values = ", ".join(f"%({name})s" for name in _EXECUTION.split(", "))
 
         def work(conn: Connection[TupleRow]) -> Execution:
-            row = self._create(conn, execution)
-            if row[0] == execution.id:  # (not an execution holding its idempotency key)
-                self._append(conn, values)
+            # One statement: the insert and, when it inserted, its audit line.
+            row = conn.execute(
+                self._q(
+                    f"WITH inserted AS (INSERT INTO {{s}}.executions ({_EXECUTION}) "
+                    f"VALUES ({values}) ON CONFLICT DO NOTHING RETURNING {_EXECUTION})"
+                    + _AUDIT_CTES.format(source="inserted")
+                    + f"SELECT {_EXECUTION} FROM inserted"
+                ),
+                parameters,
+            ).fetchone()
+            if row is None:  # the key (or the id) is taken: `_create` says which
+                row = self._create(conn, execution)
             return read_execution(row)
 
-        return await self._run(work, single=values is None)
+        return await self._run(work, single=True)
 
     async def get_execution(self, execution_id: str) -> Execution | None:
         def work(conn: Connection[TupleRow]) -> Execution | None:
@@ -406,6 +432,45 @@ class PostgresStore:
     async def claim(
         self, worker: str, *, now: float, lease_until: float, limit: int
     ) -> list[Execution]:
+        parameters = {"now": now, "limit": max(limit, 0), "worker": worker, "lease": lease_until}
+
+        def fast(conn: Connection[TupleRow]) -> list[Execution] | None:
+            """The claim in one statement, when what it picks reads back (else nothing is
+            written and None: `work` fails the unreadable ones where they stand)."""
+            rows = conn.execute(
+                self._q(
+                    f"WITH picked AS (SELECT id, {_UNREADABLE} AS unreadable, "
+                    f"COALESCE({_DUE}, %(now)s) AS due, created_at AS created "
+                    f"FROM {{s}}.executions AS e "
+                    f"WHERE (status IN ({_ACTIVE}) AND ({_RUNNABLE} OR {_UNREADABLE})) "
+                    f"OR status NOT IN ({_STATUSES}) "
+                    f"ORDER BY {_UNREADABLE} DESC, COALESCE({_DUE}, %(now)s), created_at, id "
+                    "LIMIT %(limit)s FOR UPDATE OF e SKIP LOCKED), "
+                    "bad AS (SELECT count(*) AS n FROM picked WHERE unreadable), "
+                    "claimed AS (UPDATE {s}.executions AS x SET status = 'running', "
+                    "owner = %(worker)s, lease_until = %(lease)s, wake_at = NULL, "
+                    "waiting_for = NULL, updated_at = %(now)s FROM picked "
+                    "WHERE x.id = picked.id AND (SELECT n FROM bad) = 0 "
+                    f"RETURNING {', '.join(f'x.{c}' for c in _EXECUTION.split(', '))}, "
+                    "picked.due, picked.created) "
+                    "SELECT bad.n, claimed.* FROM bad LEFT JOIN claimed ON true"
+                ),
+                parameters,
+            ).fetchall()
+            if rows[0][0]:
+                return None
+            taken = sorted(
+                (row[1:] for row in rows if row[1] is not None),
+                key=lambda row: (row[-2], row[-1], row[0]),
+            )
+            claimed = []
+            for *values, _, _ in taken:
+                try:
+                    claimed.append(read_execution(values))
+                except CorruptRecordError as exc:  # (the SQL check let it through: ours now)
+                    claimed.append(self._fail_unreadable(conn, values, exc, now))
+            return claimed
+
         def work(conn: Connection[TupleRow]) -> list[Execution]:
             rows = conn.execute(
                 self._q(
@@ -441,6 +506,9 @@ class PostgresStore:
                 outcome.update((row[0], read_execution(row)) for row in updated)
             return [outcome[execution_id] for execution_id in order]
 
+        claimed = await self._run(fast, single=True)
+        if claimed is not None:
+            return claimed
         return await self._run(work)
 
     def _fail_unreadable(
@@ -486,11 +554,13 @@ class PostgresStore:
         attempt: int | None = None,
         audit: AuditEntry | None = None,
     ) -> Execution:
-        audit_values = None if audit is None else _audit_values(audit)
+        parameters = {} if audit is None else _audit_parameters(audit)
+        audit_ctes = "" if audit is None else _AUDIT_CTES.format(source="released")
 
         def work(conn: Connection[TupleRow]) -> Execution:
             row = conn.execute(
                 self._q(
+                    "WITH released AS ("
                     "UPDATE {s}.executions SET status = %(status)s, result = %(result)s, "
                     "error = %(error)s, wake_at = %(wake_at)s, waiting_for = %(waiting_for)s, "
                     "attempt = COALESCE(%(attempt)s, attempt), owner = NULL, "
@@ -498,9 +568,10 @@ class PostgresStore:
                     "WHERE id = %(id)s AND status = 'running' AND owner = %(worker)s "
                     # What is not written must read back, or nothing is (as in SQLite).
                     f"AND COALESCE(%(attempt)s, attempt) >= 0 AND {_TIME.format(c='created_at')} "
-                    f"RETURNING {_EXECUTION}"
+                    f"RETURNING {_EXECUTION})" + audit_ctes + f"SELECT {_EXECUTION} FROM released"
                 ),
                 {
+                    **parameters,
                     "status": status,
                     "result": result,
                     "error": error,
@@ -513,9 +584,7 @@ class PostgresStore:
                 },
             ).fetchone()
             if row is not None:
-                released = read_execution(row)
-                self._append(conn, audit_values)
-                return released
+                return read_execution(row)
             # Not ours, or ours but unreadable (this second query only when refused).
             row = conn.execute(
                 self._q(f"SELECT {_EXECUTION} FROM {{s}}.executions WHERE id = %s"),
@@ -525,7 +594,7 @@ class PostgresStore:
                 read_execution(row)  # raises CorruptRecordError
             raise _lease_lost(execution_id, worker)
 
-        return await self._run(work, single=audit_values is None)
+        return await self._run(work, single=True)
 
     async def request_cancel(self, execution_id: str, *, now: float) -> Execution | None:
         def work(conn: Connection[TupleRow]) -> Execution | None:
@@ -577,14 +646,30 @@ class PostgresStore:
     async def record_step(
         self, worker: str, step: StepRecord, *, audit: AuditEntry | None = None
     ) -> None:
-        values = None if audit is None else _audit_values(audit)
+        parameters = {} if audit is None else _audit_parameters(audit)
+        parameters.update(attrs.asdict(step, recurse=False), worker=worker)
+        audit_ctes = "" if audit is None else _AUDIT_CTES.format(source="fence")
 
         def work(conn: Connection[TupleRow]) -> None:
-            self._fence(conn, step.execution_id, worker)
-            self._record(conn, step)
-            self._append(conn, values)
+            # One statement: the fence (the execution's row locked, if ours), the step and
+            # its audit line, both written only when the fence holds.
+            row = conn.execute(
+                self._q(
+                    "WITH fence AS (SELECT id FROM {s}.executions WHERE id = %(execution_id)s "
+                    "AND status = 'running' AND owner = %(worker)s FOR UPDATE), "
+                    f"step AS (INSERT INTO {{s}}.steps ({_STEP}) "
+                    "SELECT id, %(step_id)s::text, %(position)s::bigint, %(result)s::text, "
+                    "%(completed_at)s::float8 FROM fence "
+                    "ON CONFLICT (execution_id, step_id) DO NOTHING)"
+                    + audit_ctes
+                    + "SELECT count(*) FROM fence"
+                ),
+                parameters,
+            ).fetchone()
+            if row is None or row[0] == 0:
+                raise _lease_lost(step.execution_id, worker)
 
-        await self._run(work)
+        await self._run(work, single=True)
 
     async def list_step_results(self, execution_id: str) -> list[StepRecord]:
         def work(conn: Connection[TupleRow]) -> list[StepRecord]:
@@ -651,24 +736,21 @@ class PostgresStore:
 
     # ------------------------------------------------------------------ audit
 
-    def _append(self, conn: Connection[TupleRow], values: tuple[Any, ...] | None) -> None:
-        """Append an audit entry (`_audit_values`) in one statement: one counter row per
-        execution hands out seq 1, 2, ...; its row lock orders concurrent appends."""
-        if values is None:
-            return
-        conn.execute(
-            self._q(
-                "WITH counter AS (INSERT INTO {s}.audit_seq AS a (execution_id, last) "
-                "VALUES (%s, 1) ON CONFLICT (execution_id) DO UPDATE SET last = a.last + 1 "
-                f"RETURNING last) INSERT INTO {{s}}.audit ({_AUDIT}) "
-                "SELECT %s, %s, %s, %s, %s, last FROM counter"
-            ),
-            (values[0], *values),
-        )
-
     async def append_audit(self, entry: AuditEntry) -> None:
-        values = _audit_values(entry)
-        await self._run(lambda conn: self._append(conn, values), single=True)
+        parameters = _audit_parameters(entry)
+        parameters["id"] = entry.execution_id
+
+        def work(conn: Connection[TupleRow]) -> None:
+            conn.execute(
+                self._q(
+                    "WITH source AS (SELECT %(id)s::text AS id)"
+                    + _AUDIT_CTES.format(source="source")
+                    + "SELECT 1"
+                ),
+                parameters,
+            )
+
+        await self._run(work, single=True)
 
     async def list_audit_entries(self, execution_id: str) -> list[AuditEntry]:
         def work(conn: Connection[TupleRow]) -> list[AuditEntry]:
@@ -772,9 +854,9 @@ class PostgresStore:
         return await self._run(work)
 
 
-def _audit_values(entry: AuditEntry) -> tuple[Any, ...]:
-    """``entry`` as `PostgresStore._append` parameters, without ``seq`` (SerializationError
-    when its data is not JSON: raised before any transaction starts)."""
+def _audit_parameters(entry: AuditEntry) -> dict[str, Any]:
+    """``entry`` as `_AUDIT_CTES` parameters (its execution comes from the CTEs' source);
+    SerializationError when its data is not JSON, raised before anything is sent."""
     try:
         data = json.dumps(dict(entry.data), separators=(",", ":"))
     except (TypeError, ValueError) as exc:
@@ -782,7 +864,12 @@ def _audit_values(entry: AuditEntry) -> tuple[Any, ...]:
             f"audit entry {entry.kind!r} of execution {entry.execution_id!r} cannot be "
             f"stored as JSON: {exc}"
         ) from exc
-    return (entry.execution_id, entry.kind, entry.at, entry.step_id, data)
+    return {
+        "audit_kind": entry.kind,
+        "audit_at": entry.at,
+        "audit_step": entry.step_id,
+        "audit_data": data,
+    }
 
 
 def _lease_lost(execution_id: str, worker: str) -> LeaseLostError:
