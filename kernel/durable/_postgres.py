@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING, Any, Final, LiteralString, TypeVar
 import attrs
 import trio
 
-from kernel.durable._errors import CorruptRecordError, LeaseLostError, SerializationError
+from kernel.durable._errors import (
+    CorruptRecordError,
+    DurableError,
+    LeaseLostError,
+    SerializationError,
+    StoreUnavailableError,
+)
 from kernel.durable._records import (
     ACTIVE,
     STATUSES,
@@ -324,12 +330,27 @@ class PostgresStore:
         if pool is None:
             raise RuntimeError("PostgresStore is not open: await store.open() first")
 
+        import psycopg  # (imported by `open` already: a dict lookup)
+
         def transaction() -> _T:
-            with pool.connection() as conn:
-                if single:
-                    return work(conn)
-                with conn.transaction():
-                    return work(conn)
+            try:
+                with pool.connection() as conn:
+                    if single:
+                        return work(conn)
+                    with conn.transaction():
+                        return work(conn)
+            except psycopg.OperationalError as exc:  # the server or the connection failed
+                # Drop the idle connections that died with it (a server restart kills them
+                # all), so that the calls after this one get fresh ones.
+                pool.check()
+                raise StoreUnavailableError(
+                    f"PostgresStore at {_target(self._dsn)}: {str(exc).strip()}"
+                ) from exc
+            except psycopg.Error as exc:  # the server refused the statement
+                raise DurableError(
+                    f"PostgresStore at {_target(self._dsn)}: {type(exc).__name__}: "
+                    f"{str(exc).strip()}"
+                ) from exc
 
         return await trio.to_thread.run_sync(transaction, limiter=self._limiter)
 

@@ -20,6 +20,7 @@ from kernel.durable._errors import (
     CorruptRecordError,
     DurableError,
     LeaseLostError,
+    StoreUnavailableError,
 )
 from kernel.durable._options import EngineOptions
 from kernel.durable._records import AuditEntry, Execution, Status
@@ -75,6 +76,9 @@ _FATAL = (DurableError, ConfigError)
 #: claimable only once it has passed) is looked at again this much later, never in a spin
 #: (under a MockClock, a spin at one instant would never end).
 _MIN_IDLE = 0.001
+#: The first and the longest wait before looking at a store that did not answer again.
+_OUTAGE_FIRST = 0.05
+_OUTAGE_LONGEST = 5.0
 
 
 def retry_delay(attempt: int) -> float:
@@ -102,30 +106,47 @@ class Worker:
         engine = self.engine
         options = engine.options
         await engine.runtime.wait_ready()  # workflows may need resources started after us
+        outage = 0.0  # the current wait between looks at a store that does not answer
         async with trio.open_nursery() as runs:
             while True:
                 wake = engine.wake_event()
-                if not engine.runtime.shutting_down:
-                    await engine.fire_due_schedules()
-                    free = options.concurrency - len(self.running)
-                    if free > 0:
-                        now = engine.now()
-                        claimed = await engine.store.claim(
-                            engine.worker_id,
-                            now=now,
-                            lease_until=now + options.claim_ttl,
-                            limit=free,
-                        )
-                        for execution in claimed:
-                            if execution.terminal:  # its row was unreadable: failed
-                                await self._unreadable(execution, now)
-                            elif execution.id not in self.running:
-                                self.running[execution.id] = trio.CancelScope()
-                                runs.start_soon(self._run, execution)
-                        if len(claimed) == free:
-                            await trio.lowlevel.checkpoint()
-                            continue
-                await self._idle(wake)
+                try:
+                    if await self._round(runs):
+                        await trio.lowlevel.checkpoint()
+                        continue
+                    await self._idle(wake)
+                except StoreUnavailableError as exc:
+                    if not outage:
+                        self._log.warning("{}; looking again, backing off", exc)
+                    outage = min(max(outage * 2, _OUTAGE_FIRST), _OUTAGE_LONGEST)
+                    await trio.sleep(min(outage, options.polling_interval))
+                    continue
+                if outage:
+                    self._log.info("the store answers again")
+                    outage = 0.0
+
+    async def _round(self, runs: trio.Nursery) -> bool:
+        """Fire due schedules, claim what the free slots can take and start it; whether
+        every slot was filled (so that there may be more to claim at once)."""
+        engine = self.engine
+        options = engine.options
+        if engine.runtime.shutting_down:
+            return False
+        await engine.fire_due_schedules()
+        free = options.concurrency - len(self.running)
+        if free <= 0:
+            return False
+        now = engine.now()
+        claimed = await engine.store.claim(
+            engine.worker_id, now=now, lease_until=now + options.claim_ttl, limit=free
+        )
+        for execution in claimed:
+            if execution.terminal:  # its row was unreadable: failed
+                await self._unreadable(execution, now)
+            elif execution.id not in self.running:
+                self.running[execution.id] = trio.CancelScope()
+                runs.start_soon(self._run, execution)
+        return len(claimed) == free
 
     async def _idle(self, wake: trio.Event) -> None:
         engine = self.engine
@@ -149,6 +170,13 @@ class Worker:
         # The nursery wraps what leaves it in an ExceptionGroup: hence ``except*``.
         except* LeaseLostError:
             self._log.warning("execution {}: lease lost; the run stopped", execution.id)
+        except* StoreUnavailableError as group:
+            # What was recorded stays; the lease runs out, then a worker runs it again.
+            self._log.warning(
+                "execution {}: the store failed ({}); the run stopped",
+                execution.id,
+                group.exceptions[0],
+            )
         except* trio.Cancelled:
             await self._hand_back(execution)
             raise
@@ -165,7 +193,7 @@ class Worker:
         with (
             trio.CancelScope(shield=True),
             trio.move_on_after(engine.options.claim_ttl),
-            contextlib.suppress(LeaseLostError, CorruptRecordError),
+            contextlib.suppress(LeaseLostError, CorruptRecordError, StoreUnavailableError),
         ):
             await engine.store.release(
                 execution.id, engine.worker_id, status="pending", now=engine.now()
@@ -184,6 +212,8 @@ class Worker:
                         engine.worker_id,
                         lease_until=engine.now() + engine.options.claim_ttl,
                     )
+                except StoreUnavailableError as exc:  # the lease may hold: try again later
+                    self._log.warning("execution {}: lease not renewed ({})", execution_id, exc)
                 except LeaseLostError:
                     if renewing.cancel_called:
                         return  # the run released it meanwhile: not a lost lease
@@ -214,8 +244,8 @@ class Worker:
             )
         except ShuttingDown:
             await self._release(execution, "pending")
-        except LeaseLostError:
-            raise
+        except (LeaseLostError, StoreUnavailableError):
+            raise  # (the store's failure, not the execution's: nothing more is written)
         except CompensationFailedError as exc:
             watch.failed(exc)
             await self._release(execution, "compensation_failed", error=describe_error(exc))

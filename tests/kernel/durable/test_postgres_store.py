@@ -25,12 +25,14 @@ from psycopg import sql
 from kernel.durable import (
     AuditEntry,
     CorruptRecordError,
+    DurableError,
     Execution,
     LeaseLostError,
     PostgresStore,
     Schedule,
     SerializationError,
     StepRecord,
+    StoreUnavailableError,
 )
 from tests.kernel.durable import postgres_cluster
 
@@ -356,3 +358,36 @@ def test_a_cluster_that_cannot_start_shows_its_log(monkeypatch: pytest.MonkeyPat
         monkeypatch.setattr(postgres_cluster, "_free_port", lambda: taken.getsockname()[1])
         with pytest.raises(RuntimeError, match=r"(?s)server start failed.*tail.*could not bind"):
             postgres_cluster.cluster().__enter__()
+
+
+async def test_a_statement_the_server_refuses_is_a_durable_error(
+    pg_store: PostgresStore, postgres_dsn: str
+) -> None:
+    _execute(postgres_dsn, "DROP TABLE {s}.audit", pg_store.schema)
+    with pytest.raises(DurableError, match=r"PostgresStore at 127\.0\.0\.1:\d+: UndefinedTable"):
+        await pg_store.list_audit_entries("e1")
+    assert await pg_store.get_execution("e1") is None  # the other tables still answer
+
+
+async def test_connections_cut_by_the_server_are_a_store_unavailable_error_once(
+    pg_store: PostgresStore, postgres_dsn: str
+) -> None:
+    await pg_store.create_execution(Execution(id="e1", workflow="wf", input="{}"))
+    pool = pg_store._pool
+    assert pool is not None
+    with pool.connection(), pool.connection(), pool.connection():
+        pass  # the pool now holds three connections, idle
+    assert pool.get_stats()["pool_size"] >= 3
+    # Every connection of the store's pool is cut, as a server restart does.
+    _execute(
+        postgres_dsn,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+        "AND datname = current_database() AND backend_type = 'client backend'",
+        pg_store.schema,
+    )
+    with pytest.raises(StoreUnavailableError, match=r"PostgresStore at 127\.0\.0\.1:\d+"):
+        await pg_store.get_execution("e1")
+    # The failure checked the pool: the next calls get live connections (without the check
+    # each dead idle connection would fail a call of its own).
+    for _ in range(pg_store.pool_size + 1):
+        assert (await pg_store.get_execution("e1")) is not None
