@@ -17,7 +17,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Collection
-from typing import TYPE_CHECKING, Any, Final, LiteralString, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Literal, LiteralString, TypeAlias, TypeVar
 
 import attrs
 import trio
@@ -57,9 +57,23 @@ if TYPE_CHECKING:
     from psycopg.sql import Composed
     from psycopg_pool import ConnectionPool
 
-__all__ = ["PostgresStore"]
+__all__ = ["SCHEMA_VERSION", "PostgresStore", "SynchronousCommit"]
 
 _T = TypeVar("_T")
+
+#: PostgreSQL's ``synchronous_commit`` for the store's sessions: ``"on"`` waits for each
+#: commit to reach the disk (and the synchronous standbys); ``"off"`` does not (a server
+#: crash may undo the last commits, up to three times ``wal_writer_delay``; a crash of the
+#: worker process loses nothing); ``"local"``, ``"remote_write"``, ``"remote_apply"`` as
+#: PostgreSQL says. None keeps the server's setting.
+SynchronousCommit: TypeAlias = Literal["on", "off", "local", "remote_write", "remote_apply"]
+_SYNCHRONOUS_COMMIT: Final = ("on", "off", "local", "remote_write", "remote_apply")
+
+#: The schema this code writes (see `_MIGRATIONS`); a schema of a newer one is refused.
+SCHEMA_VERSION: Final = 1
+#: ``version: statements`` that take a schema of ``version - 1`` to ``version`` (``{s}`` is
+#: the schema). Version 1 is that of the releases before the version table.
+_MIGRATIONS: Final[dict[int, tuple[LiteralString, ...]]] = {}
 
 _MISSING_EXTRA: Final = (
     "PostgresStore needs psycopg 3 and psycopg-pool: pip install 'trio-runner[postgres]'"
@@ -192,6 +206,18 @@ _SCHEMA: Final[tuple[LiteralString, ...]] = (
 )
 
 
+def _check_commit(value: object) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise TypeError(f"PostgresStore: synchronous_commit must be a str, got {value!r}")
+    if value not in _SYNCHRONOUS_COMMIT:
+        raise ValueError(
+            f"PostgresStore: synchronous_commit must be one of {', '.join(_SYNCHRONOUS_COMMIT)}"
+            f" (or None), got {value!r}"
+        )
+
+
 def _check_schema(_: object, attribute: attrs.Attribute[str], value: str) -> None:
     if not _IDENTIFIER.fullmatch(value) or value.lower().startswith("pg_"):
         raise ValueError(
@@ -245,6 +271,9 @@ class PostgresStore:
     connect_timeout: float = attrs.field(
         default=10.0, kw_only=True, validator=attrs.validators.gt(0)
     )
+    synchronous_commit: SynchronousCommit | None = attrs.field(
+        default=None, kw_only=True, validator=lambda _, __, value: _check_commit(value)
+    )
     local: bool = attrs.field(default=False, init=False)
     _pool: ConnectionPool[Connection[TupleRow]] | None = attrs.field(
         default=None, init=False, repr=False
@@ -278,6 +307,7 @@ class PostgresStore:
                 pool = psycopg_pool.ConnectionPool(
                     self._dsn,
                     kwargs={"autocommit": True, "connect_timeout": timeout},
+                    configure=self._configure,
                     min_size=1,
                     max_size=self.pool_size,
                     open=True,
@@ -296,15 +326,55 @@ class PostgresStore:
         self._limiter = trio.CapacityLimiter(self.pool_size)
         self._pool = opened
 
+    def _configure(self, conn: Connection[TupleRow]) -> None:
+        """Set up each new connection of the pool (its session's settings)."""
+        if self.synchronous_commit is not None:
+            conn.execute(
+                "SELECT set_config('synchronous_commit', %s, false)", (self.synchronous_commit,)
+            )
+
     def _create_schema(self, conn: Connection[TupleRow]) -> None:
+        """Create the schema, or bring an older one to `SCHEMA_VERSION`; refuse a newer
+        one (`DurableError` naming both versions)."""
         with conn.transaction():
             # Serializes concurrent opens: CREATE ... IF NOT EXISTS races otherwise.
             conn.execute(
                 "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
                 (f"kernel.durable:{self.schema}",),
             )
-            for statement in _SCHEMA:
+            found = conn.execute(
+                "SELECT to_regclass(%s) IS NOT NULL, to_regclass(%s) IS NOT NULL",
+                (f'"{self.schema}".schema_version', f'"{self.schema}".executions'),
+            ).fetchone()
+            has_version, has_tables = found if found is not None else (False, False)
+            version = 1 if has_tables else 0
+            if has_version:
+                row = conn.execute(
+                    self._q("SELECT MAX(version) FROM {s}.schema_version")
+                ).fetchone()
+                version = row[0] if row is not None and row[0] is not None else version
+            if version > SCHEMA_VERSION:
+                raise DurableError(
+                    f"the PostgreSQL schema {self.schema!r} has schema version {version}; this "
+                    f"version of trio-runner reads up to version {SCHEMA_VERSION}: upgrade "
+                    f"trio-runner to open it"
+                )
+            for target in range(max(version, 1) + 1, SCHEMA_VERSION + 1):
+                for statement in _MIGRATIONS[target]:
+                    conn.execute(self._q(statement))
+            for statement in _SCHEMA:  # (IF NOT EXISTS: what a migration made stays)
                 conn.execute(self._q(statement))
+            if not has_version or version < SCHEMA_VERSION:
+                conn.execute(
+                    self._q(
+                        "CREATE TABLE IF NOT EXISTS {s}.schema_version (version INTEGER NOT NULL)"
+                    )
+                )
+                conn.execute(self._q("DELETE FROM {s}.schema_version"))
+                conn.execute(
+                    self._q("INSERT INTO {s}.schema_version (version) VALUES (%s)"),
+                    (SCHEMA_VERSION,),
+                )
 
     async def close(self) -> None:
         """Close the pool's connections (waits for running queries). Idempotent."""

@@ -34,6 +34,7 @@ from kernel.durable import (
     StepRecord,
     StoreUnavailableError,
 )
+from kernel.durable._postgres import SCHEMA_VERSION
 from tests.kernel.durable import postgres_cluster
 
 
@@ -391,3 +392,53 @@ async def test_connections_cut_by_the_server_are_a_store_unavailable_error_once(
     # each dead idle connection would fail a call of its own).
     for _ in range(pg_store.pool_size + 1):
         assert (await pg_store.get_execution("e1")) is not None
+
+
+async def test_a_schema_of_a_newer_version_is_refused_naming_it(postgres_dsn: str) -> None:
+    schema = _schema()
+    store = PostgresStore(postgres_dsn, schema=schema)
+    await store.open()
+    await store.close()
+    _execute(postgres_dsn, "UPDATE {s}.schema_version SET version = %s", schema, SCHEMA_VERSION + 3)
+    with pytest.raises(DurableError, match=f"schema version {SCHEMA_VERSION + 3};.*upgrade"):
+        await PostgresStore(postgres_dsn, schema=schema).open()
+
+
+async def test_a_schema_from_before_the_version_table_opens_and_is_stamped(
+    postgres_dsn: str,
+) -> None:
+    schema = _schema()
+    store = PostgresStore(postgres_dsn, schema=schema)
+    await store.open()
+    await store.create_execution(Execution(id="old", workflow="wf", input="{}"))
+    await store.close()
+    _execute(postgres_dsn, "DROP TABLE {s}.schema_version", schema)
+    reopened = PostgresStore(postgres_dsn, schema=schema)
+    await reopened.open()
+    try:
+        assert (await reopened.get_execution("old")) is not None
+    finally:
+        await reopened.close()
+    with psycopg.connect(postgres_dsn) as conn:
+        query = sql.SQL("SELECT version FROM {s}.schema_version").format(s=sql.Identifier(schema))
+        assert conn.execute(query).fetchall() == [(SCHEMA_VERSION,)]
+
+
+@pytest.mark.parametrize("level", ["off", "on"])
+async def test_synchronous_commit_sets_the_sessions_setting(postgres_dsn: str, level: str) -> None:
+    store = PostgresStore(postgres_dsn, schema=_schema(), synchronous_commit=level)  # type: ignore[arg-type]
+    await store.open()
+    try:
+        assert store._pool is not None
+        with store._pool.connection() as conn:
+            assert conn.execute("SHOW synchronous_commit").fetchone() == (level,)
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize(
+    ("value", "error"), [("fast", ValueError), (True, TypeError), (0, TypeError)]
+)
+def test_a_bad_synchronous_commit_names_the_field(value: object, error: type[Exception]) -> None:
+    with pytest.raises(error, match="synchronous_commit"):
+        PostgresStore("postgresql://x", synchronous_commit=value)  # type: ignore[arg-type]
