@@ -16,6 +16,8 @@ import contextlib
 import json
 import math
 import re
+import secrets
+import threading
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any, Final, Literal, LiteralString, TypeAlias, TypeVar
 
@@ -74,6 +76,12 @@ SCHEMA_VERSION: Final = 1
 #: ``version: statements`` that take a schema of ``version - 1`` to ``version`` (``{s}`` is
 #: the schema). Version 1 is that of the releases before the version table.
 _MIGRATIONS: Final[dict[int, tuple[LiteralString, ...]]] = {}
+
+#: The listen thread's longest wait for a notification before it looks at its stop flag
+#: (so `close` ends it within this long), and its waits before reconnecting.
+_LISTEN_POLL: Final = 0.1
+_LISTEN_RETRY_FIRST: Final = 0.05
+_LISTEN_RETRY_LONGEST: Final = 5.0
 
 _MISSING_EXTRA: Final = (
     "PostgresStore needs psycopg 3 and psycopg-pool: pip install 'trio-runner[postgres]'"
@@ -279,6 +287,94 @@ class PostgresStore:
         default=None, init=False, repr=False
     )
     _limiter: trio.CapacityLimiter | None = attrs.field(default=None, init=False, repr=False)
+    #: Signs this store's notifications, so that its listener ignores its own.
+    _token: str = attrs.field(factory=lambda: secrets.token_hex(8), init=False, repr=False)
+    _watchers: list[Callable[[], None]] = attrs.field(factory=list, init=False, repr=False)
+    _listen: tuple[threading.Thread, threading.Event] | None = attrs.field(
+        default=None, init=False, repr=False
+    )
+    _stopped: list[threading.Thread] = attrs.field(factory=list, init=False, repr=False)
+
+    # ------------------------------------------------------------------ watching
+
+    @property
+    def _channel(self) -> str:
+        """The channel writes notify on: one per schema (at most 63 bytes, as any name)."""
+        return f"kernel_durable_{self.schema}"[:63]
+
+    def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback()`` in the trio thread after other processes' writes that can
+        make an execution runnable or ended (``LISTEN``/``NOTIFY`` on one channel per
+        schema, through a connection of its own in a thread of the store's), and once
+        after each (re)connection of that thread, since writes may have been missed
+        meanwhile. Returns the function that stops watching; `close` stops the thread."""
+        if self._pool is None:
+            raise RuntimeError("PostgresStore is not open: await store.open() first")
+        self._watchers.append(callback)
+        if self._listen is None or self._listen[1].is_set():
+            token = trio.lowlevel.current_trio_token()
+            stop = threading.Event()
+            thread = threading.Thread(
+                target=self._listen_for_writes,
+                args=(token, stop),
+                name=f"kernel.durable.postgres-listen:{self.schema}",
+                daemon=True,
+            )
+            if self._listen is not None:
+                self._stopped.append(self._listen[0])
+            self._listen = (thread, stop)
+            thread.start()
+
+        def unwatch() -> None:
+            with contextlib.suppress(ValueError):
+                self._watchers.remove(callback)
+            if not self._watchers and self._listen is not None:
+                self._listen[1].set()
+
+        return unwatch
+
+    def _notify(self) -> None:
+        for callback in list(self._watchers):
+            callback()
+
+    def _listen_for_writes(self, token: trio.lowlevel.TrioToken, stop: threading.Event) -> None:
+        """The listen thread: connect, LISTEN, pass notifications on; reconnect (backing
+        off) when the connection fails, until told to stop."""
+        import psycopg
+        from psycopg import sql
+
+        backoff = _LISTEN_RETRY_FIRST
+        try:
+            while not stop.is_set():
+                try:
+                    with psycopg.connect(
+                        self._dsn,
+                        autocommit=True,
+                        connect_timeout=max(2, int(self.connect_timeout)),
+                    ) as conn:
+                        conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+                        backoff = _LISTEN_RETRY_FIRST
+                        token.run_sync_soon(self._notify)  # (what was written meanwhile)
+                        while not stop.is_set():
+                            for note in conn.notifies(timeout=_LISTEN_POLL):
+                                if note.payload != self._token:
+                                    token.run_sync_soon(self._notify)
+                except psycopg.Error:
+                    stop.wait(backoff)
+                    backoff = min(backoff * 2, _LISTEN_RETRY_LONGEST)
+        except trio.RunFinishedError:
+            pass  # the trio run that watched has ended
+
+    def _notifying(self) -> LiteralString:
+        """A select-list item that notifies this schema's listeners at commit."""
+        return "pg_notify(%(notify_channel)s, %(notify_token)s)"
+
+    def _notice(self) -> dict[str, str]:
+        return {"notify_channel": self._channel, "notify_token": self._token}
+
+    def _notify_others(self, conn: Connection[TupleRow]) -> None:
+        """Notify this schema's listeners (at commit; at once in autocommit)."""
+        conn.execute(f"SELECT {self._notifying()}", self._notice())
 
     # ------------------------------------------------------------------ plumbing
 
@@ -377,12 +473,25 @@ class PostgresStore:
                 )
 
     async def close(self) -> None:
-        """Close the pool's connections (waits for running queries). Idempotent."""
+        """Stop the listen thread, close the pool's connections (waits for running
+        queries). Idempotent."""
+        listen, self._listen = self._listen, None
+        threads, self._stopped = self._stopped, []
+        if listen is not None:
+            listen[1].set()
+            threads.append(listen[0])
         pool, self._pool = self._pool, None
-        if pool is None:
+        if pool is None and not threads:
             await trio.lowlevel.checkpoint()
             return
-        await trio.to_thread.run_sync(pool.close)
+
+        def close() -> None:
+            for thread in threads:
+                thread.join()
+            if pool is not None:
+                pool.close()
+
+        await trio.to_thread.run_sync(close)
 
     def _q(self, text: LiteralString) -> Composed:
         """``text`` with ``{s}`` replaced by the quoted schema name."""
@@ -461,8 +570,15 @@ class PostgresStore:
         self, execution: Execution, *, audit: AuditEntry | None = None
     ) -> Execution:
         if audit is None:
-            return await self._run(lambda conn: read_execution(self._create(conn, execution)))
-        parameters = _audit_parameters(audit)
+
+            def plain(conn: Connection[TupleRow]) -> Execution:
+                row = self._create(conn, execution)
+                if row[0] == execution.id:
+                    self._notify_others(conn)
+                return read_execution(row)
+
+            return await self._run(plain)
+        parameters = _audit_parameters(audit) | self._notice()
         parameters.update(
             zip(_EXECUTION.split(", "), attrs.astuple(execution, recurse=False), strict=True)
         )
@@ -475,13 +591,13 @@ class PostgresStore:
                     f"WITH inserted AS (INSERT INTO {{s}}.executions ({_EXECUTION}) "
                     f"VALUES ({values}) ON CONFLICT DO NOTHING RETURNING {_EXECUTION})"
                     + _AUDIT_CTES.format(source="inserted")
-                    + f"SELECT {_EXECUTION} FROM inserted"
+                    + f"SELECT {_EXECUTION}, {self._notifying()} FROM inserted"
                 ),
                 parameters,
             ).fetchone()
             if row is None:  # the key (or the id) is taken: `_create` says which
-                row = self._create(conn, execution)
-            return read_execution(row)
+                return read_execution(self._create(conn, execution))
+            return read_execution(row[:-1])
 
         return await self._run(work, single=True)
 
@@ -645,7 +761,7 @@ class PostgresStore:
         attempt: int | None = None,
         audit: AuditEntry | None = None,
     ) -> Execution:
-        parameters = {} if audit is None else _audit_parameters(audit)
+        parameters = self._notice() | ({} if audit is None else _audit_parameters(audit))
         audit_ctes = "" if audit is None else _AUDIT_CTES.format(source="released")
 
         def work(conn: Connection[TupleRow]) -> Execution:
@@ -659,7 +775,9 @@ class PostgresStore:
                     "WHERE id = %(id)s AND status = 'running' AND owner = %(worker)s "
                     # What is not written must read back, or nothing is (as in SQLite).
                     f"AND COALESCE(%(attempt)s, attempt) >= 0 AND {_TIME.format(c='created_at')} "
-                    f"RETURNING {_EXECUTION})" + audit_ctes + f"SELECT {_EXECUTION} FROM released"
+                    f"RETURNING {_EXECUTION})"
+                    + audit_ctes
+                    + f"SELECT {_EXECUTION}, {self._notifying()} FROM released"
                 ),
                 {
                     **parameters,
@@ -675,7 +793,7 @@ class PostgresStore:
                 },
             ).fetchone()
             if row is not None:
-                return read_execution(row)
+                return read_execution(row[:-1])
             # Not ours, or ours but unreadable (this second query only when refused).
             row = conn.execute(
                 self._q(f"SELECT {_EXECUTION} FROM {{s}}.executions WHERE id = %s"),
@@ -702,6 +820,8 @@ class PostgresStore:
                     self._q(f"SELECT {_EXECUTION} FROM {{s}}.executions WHERE id = %s"),
                     (execution_id,),
                 ).fetchone()
+            else:
+                self._notify_others(conn)
             return None if row is None else read_execution(row)
 
         return await self._run(work)
@@ -785,7 +905,10 @@ class PostgresStore:
                 ),
                 (signal_id, payload, now, execution_id),
             )
-            return cursor.rowcount > 0
+            if cursor.rowcount == 0:
+                return False
+            self._notify_others(conn)  # (after the insert's commit: autocommit)
+            return True
 
         return await self._run(work, single=True)
 
@@ -869,8 +992,9 @@ class PostgresStore:
                 ),
                 attrs.astuple(schedule, recurse=False),
             )
+            self._notify_others(conn)
 
-        await self._run(work, single=True)
+        await self._run(work)
         return schedule
 
     async def get_schedule(self, schedule_id: str) -> Schedule | None:
@@ -940,6 +1064,7 @@ class PostgresStore:
                 ),
                 (next_run_at, created[0], execution.created_at, schedule_id),
             )
+            self._notify_others(conn)
             return True
 
         return await self._run(work)

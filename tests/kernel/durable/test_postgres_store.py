@@ -20,12 +20,14 @@ from typing import Any, NoReturn
 import psycopg
 import pytest
 import trio
+import trio.testing
 from psycopg import sql
 
 from kernel.durable import (
     AuditEntry,
     CorruptRecordError,
     DurableError,
+    Engine,
     Execution,
     LeaseLostError,
     PostgresStore,
@@ -442,3 +444,44 @@ async def test_synchronous_commit_sets_the_sessions_setting(postgres_dsn: str, l
 def test_a_bad_synchronous_commit_names_the_field(value: object, error: type[Exception]) -> None:
     with pytest.raises(error, match="synchronous_commit"):
         PostgresStore("postgresql://x", synchronous_commit=value)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def patient_clock() -> trio.testing.MockClock:
+    """A mock clock that jumps only after half a second of real idleness."""
+    return trio.testing.MockClock(autojump_threshold=0.5)
+
+
+async def test_a_start_in_one_process_wakes_a_worker_in_another_at_once(
+    postgres_dsn: str, patient_clock: trio.testing.MockClock
+) -> None:
+    # Two PostgresStores on one schema stand in for two processes; both would poll only
+    # every hour. The worker's listen thread gets the front's NOTIFY within milliseconds of
+    # real time, during which the mock clock stands still.
+    from tests.kernel.durable.helpers import running_engine, workflow
+
+    schema = _schema()
+    ran_at: list[float] = []
+
+    @workflow("notified")
+    async def notified(value: int, *, durable: Engine) -> int:
+        ran_at.append(trio.current_time())
+        return value + 1
+
+    async with (
+        running_engine(
+            notified, store=PostgresStore(postgres_dsn, schema=schema), polling_interval=3600
+        ) as (_, back),
+        running_engine(
+            notified,
+            store=PostgresStore(postgres_dsn, schema=schema),
+            worker=False,
+            polling_interval=3600,
+        ) as (_, front),
+    ):
+        assert back.worker is not None
+        await trio.sleep(1)  # both engines are up and idle
+        xid = await front.start(notified, 1)
+        assert await front.wait(xid) == 2
+        assert ran_at == [1.0]  # woken by the notification, not by a poll
+        assert trio.current_time() == 1.0  # and so was the front's wait
