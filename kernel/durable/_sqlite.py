@@ -221,6 +221,22 @@ _INSERT_STEP: Final = """
 """
 
 
+# A step recorded only while ``:worker`` owns its running execution (the fence in the same
+# statement); no row inserted: fenced out, or recorded already (`_fenced` tells which).
+_INSERT_FENCED_STEP: Final = """
+    INSERT INTO steps (execution_id, step_id, seq, position, result, completed_at)
+    SELECT :execution_id, :step_id,
+           (SELECT COALESCE(MAX(seq), 0) + 1 FROM steps WHERE execution_id = :execution_id),
+           :position, :result, :completed_at
+    WHERE EXISTS (SELECT 1 FROM executions
+                  WHERE id = :execution_id AND status = 'running' AND owner = :worker)
+    ON CONFLICT (execution_id, step_id) DO NOTHING
+"""
+_UPDATE: Final = (
+    f"UPDATE executions SET {', '.join(f'{name} = ?' for name in _EXECUTION_FIELDS[1:])} "
+    "WHERE id = ?"
+)
+
 _INSERT_AUDIT: Final = """
     INSERT INTO audit (execution_id, seq, kind, at, step_id, data)
     VALUES (:execution_id,
@@ -324,11 +340,8 @@ def _fenced(connection: sqlite3.Connection, execution_id: str, worker: str) -> t
 
 
 def _update(connection: sqlite3.Connection, execution: Execution) -> Execution:
-    assignments = ", ".join(f"{name} = ?" for name in _EXECUTION_FIELDS[1:])
     values = attrs.astuple(execution, recurse=False)
-    connection.execute(
-        f"UPDATE executions SET {assignments} WHERE id = ?", (*values[1:], values[0])
-    )
+    connection.execute(_UPDATE, (*values[1:], values[0]))
     return execution
 
 
@@ -800,9 +813,12 @@ class SqliteStore:
     ) -> None:
         values = None if audit is None else _audit_values(audit)
 
+        parameters = attrs.asdict(step, recurse=False)
+        parameters["worker"] = worker
+
         def record(connection: sqlite3.Connection) -> None:
-            _fenced(connection, step.execution_id, worker)
-            _insert_step(connection, step)
+            if connection.execute(_INSERT_FENCED_STEP, parameters).rowcount == 0:
+                _fenced(connection, step.execution_id, worker)  # (else: recorded already)
             _insert_audit(connection, values)
 
         await self._write(record)
