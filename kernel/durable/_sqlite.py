@@ -450,6 +450,9 @@ class SqliteStore:
     _watch: tuple[threading.Thread, threading.Event] | None = attrs.field(
         default=None, init=False, repr=False
     )
+    #: The store connection's change counter when the watchers were last told (it moves
+    #: only with other connections' commits).
+    _others_version: object = attrs.field(default=None, init=False, repr=False)
     #: Watch threads told to stop, for `close` to join.
     _stopped: list[threading.Thread] = attrs.field(factory=list, init=False, repr=False)
 
@@ -497,6 +500,26 @@ class SqliteStore:
         return unwatch
 
     def _notify(self) -> None:
+        """In the trio thread, when the watch thread saw the file change: tell the
+        watchers, unless only this store wrote. (The watch connection sees this store's
+        own commits too; the store's connection sees only others', so its change counter
+        tells which.) When a call holds the connection in the thread, tell them anyway."""
+        connection = self._connection
+        if connection is not None:
+            try:
+                self._limiter.acquire_nowait()
+            except trio.WouldBlock:
+                pass
+            else:
+                try:
+                    version = connection.execute("PRAGMA data_version").fetchone()[0]
+                except sqlite3.Error:
+                    version = None
+                finally:
+                    self._limiter.release()
+                if version is not None and version == self._others_version:
+                    return  # only this store wrote
+                self._others_version = version
         for callback in list(self._watchers):
             callback()
 

@@ -97,6 +97,14 @@ class Worker:
     def __init__(self, engine: Host) -> None:
         self.engine = engine
         self.running = engine.running
+        #: Whether a run ending must wake the loop to claim: the last claim filled every
+        #: free slot (there may be more), or none was free. When it found less than it
+        #: could take, nothing was left, and an end (a terminal status makes nothing else
+        #: runnable) need not look again: whatever becomes runnable after pokes the engine
+        #: or is due by time.
+        self._claim_on_end = True
+        #: Runs whose release just ended their execution (read when the run finishes).
+        self._ended_here: set[str] = set()
         #: The lease renewal of each run, stopped before the run writes its outcome.
         self._renewers: dict[str, trio.CancelScope] = {}
         self._log = kernel_logger(engine.id)
@@ -130,6 +138,7 @@ class Worker:
         every slot was filled (so that there may be more to claim at once)."""
         engine = self.engine
         options = engine.options
+        self._claim_on_end = True
         if engine.runtime.shutting_down:
             return False
         await engine.fire_due_schedules()
@@ -146,7 +155,8 @@ class Worker:
             elif execution.id not in self.running:
                 self.running[execution.id] = trio.CancelScope()
                 runs.start_soon(self._run, execution)
-        return len(claimed) == free
+        self._claim_on_end = len(claimed) == free
+        return self._claim_on_end
 
     async def _idle(self, wake: trio.Event) -> None:
         engine = self.engine
@@ -184,7 +194,9 @@ class Worker:
             log_execution_id.reset(token)
             del self.running[execution.id]
             self._renewers.pop(execution.id, None)
-            self.engine.poke()
+            if execution.id not in self._ended_here or self._claim_on_end:
+                self.engine.poke()
+            self._ended_here.discard(execution.id)
 
     async def _hand_back(self, execution: Execution) -> None:
         """The engine is being disposed mid-run: give the execution back at once, so a
@@ -354,6 +366,8 @@ class Worker:
         if status == "failed" or status == "compensation_failed":
             self._log.error("execution {} {}: {}", execution.id, status, execution.error)
         if execution.terminal:
+            if execution.id in self.running:
+                self._ended_here.add(execution.id)
             self.engine.finished(execution)
 
 
