@@ -32,7 +32,9 @@ from kernel.durable import (
 from kernel.durable._records import STATUSES
 from kernel.durable._rows import read_execution
 from kernel.durable._sqlite import (
+    _CHECKPOINT_EVERY,
     _EXECUTION_FIELDS,
+    _INLINE_ROWS,
     _SCHEMA,
     _UNREADABLE,
     SCHEMA_VERSION,
@@ -509,4 +511,36 @@ async def test_a_call_that_meets_another_writer_waits_for_it_in_the_thread(path:
         assert [e.id for e in await store.list_executions()] == ["e1"]
     finally:
         raw.close()
+        await store.close()
+
+
+async def test_a_listing_longer_than_an_inline_read_is_read_whole(path: Path) -> None:
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        await store.create_execution(execution("e1"))
+        await store.claim("w", now=1.0, lease_until=1e9, limit=1)
+        steps = [StepRecord("e1", f"s{n}", n, str(n), 2.0) for n in range(_INLINE_ROWS + 44)]
+        for step in steps:
+            await store.record_step("w", step)
+        assert await store.list_step_results("e1") == steps
+    finally:
+        await store.close()
+
+
+async def test_the_wal_is_checkpointed_by_the_store_not_inside_commits(path: Path) -> None:
+    # SQLite's automatic checkpoint is off (it would run inside a commit, on the event
+    # loop); the store checkpoints in its thread every _CHECKPOINT_EVERY commits, so the
+    # pages reach the database file.
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        assert store._connection is not None
+        assert store._connection.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
+        empty = (await trio.Path(path).stat()).st_size
+        for n in range(_CHECKPOINT_EVERY + 10):
+            await store.create_execution(execution(f"e{n}", error="x" * 200))
+        assert (await trio.Path(path).stat()).st_size > empty + 100 * _CHECKPOINT_EVERY
+        assert len(await store.list_executions()) == _CHECKPOINT_EVERY + 10
+    finally:
         await store.close()
