@@ -64,6 +64,8 @@ class RunEnv:
     #: Raises unless ``event`` is registered and ``payload`` fits it; returns the payload
     #: structured (called before an emit is marked done, so a mistake is not swallowed).
     check_event: Callable[[Event, Any], Any]
+    #: ``observe_step(workflow, seconds)``: a step ran for the first time (metrics).
+    observe_step: Callable[[str, float], None] = lambda workflow, seconds: None
 
 
 #: Return annotations by code object: a step body is often a closure made anew on every
@@ -312,6 +314,7 @@ class Context:
             duration = (trio.current_time() - started) * 1000
             data = {"duration_ms": round(duration, 3)}
             await self._record(step_id, position, text, "step_completed", data)
+            self._env.observe_step(self._execution.workflow, trio.current_time() - started)
         else:
             text = record.result
         result: T = loads(text, returns, what=what)

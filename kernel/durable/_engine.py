@@ -21,6 +21,7 @@ from kernel._definitions import Event, Task
 from kernel.durable._context import Context, RunEnv
 from kernel.durable._definitions import WORKFLOW, Signal, WorkflowConfig
 from kernel.durable._describe import FlowShape, Recorder
+from kernel.durable._durations import StepDurations
 from kernel.durable._errors import (
     CorruptRecordError,
     DurableError,
@@ -123,8 +124,15 @@ class Engine:
         self._workflows: dict[str, tuple[Task, WorkflowConfig]] = {
             task.id: (task, config) for task, config in runtime.find(WORKFLOW)
         }
+        self._steps: StepDurations | None = None
         self._env = RunEnv(
-            store, self._worker_id, self.now, options.audit, self._emit, self._check_event
+            store,
+            self._worker_id,
+            self.now,
+            options.audit,
+            self._emit,
+            self._check_event,
+            self._observe_step,
         )
         self._log = kernel_logger(id)
         self._unwatch: Callable[[], None] = (
@@ -194,6 +202,17 @@ class Engine:
     def running_executions(self) -> Set[str]:
         """The ids of the executions running in this process now (a snapshot)."""
         return frozenset(self._running)
+
+    def measure_steps(self) -> StepDurations:
+        """Start counting the durations of the steps this process runs (for
+        `kernel.durable.metrics`); the counts, shared by every caller."""
+        if self._steps is None:
+            self._steps = StepDurations()
+        return self._steps
+
+    def _observe_step(self, workflow: str, seconds: float) -> None:
+        if self._steps is not None:
+            self._steps.observe(workflow, seconds)
 
     def dispose(self) -> None:
         """Stop watching the store (called by the engine resource when it is disposed)."""

@@ -16,12 +16,14 @@ import trio
 
 from kernel.durable._errors import CorruptRecordError, LeaseLostError
 from kernel.durable._records import (
+    STATUSES,
     TERMINAL,
     AuditEntry,
     Execution,
     Schedule,
     Status,
     StepRecord,
+    StoreStats,
     cancelled,
     claimed_by,
     released,
@@ -42,6 +44,7 @@ __all__ = ["MemoryStore"]
 class _Signal:
     signal_id: str
     payload: str
+    sent_at: float
     consumed: bool = False
 
 
@@ -266,6 +269,34 @@ class MemoryStore:
                     times.append(readable.next_run_at)
         return min(times, default=None)
 
+    async def stats(self, *, now: float) -> StoreStats:
+        await trio.lowlevel.checkpoint()
+        by_status: dict[Status, int] = {}
+        due: list[float] = []
+        for stored in self._executions.values():
+            status: object = stored.status
+            if not isinstance(status, str) or status not in STATUSES:
+                continue
+            by_status[stored.status] = by_status.get(stored.status, 0) + 1
+            if _ended(stored):
+                continue
+            with contextlib.suppress(CorruptRecordError):  # (a claim fails it)
+                execution = _read(stored)
+                if self._runnable(execution, now):
+                    due.append(self._due_since(execution, now))
+        return StoreStats(by_status, len(due), min(due, default=None))
+
+    def _due_since(self, execution: Execution, now: float) -> float:
+        """When runnable ``execution`` became so (see `StoreStats.oldest_due`)."""
+        if execution.status == "waiting" and (execution.wake_at is None or execution.wake_at > now):
+            return min(
+                signal.sent_at
+                for signal in self._signals.get(execution.id, ())
+                if signal.signal_id == execution.waiting_for and not signal.consumed
+            )
+        due = _due(execution)
+        return now if due is None else due
+
     # ------------------------------------------------------------------ steps
 
     async def record_step(
@@ -292,7 +323,7 @@ class MemoryStore:
         await trio.lowlevel.checkpoint()
         if execution_id not in self._executions:
             return False
-        self._signals.setdefault(execution_id, []).append(_Signal(signal_id, payload))
+        self._signals.setdefault(execution_id, []).append(_Signal(signal_id, payload, now))
         self._changed()
         return True
 

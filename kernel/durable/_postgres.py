@@ -40,6 +40,7 @@ from kernel.durable._records import (
     Schedule,
     Status,
     StepRecord,
+    StoreStats,
 )
 from kernel.durable._rows import (
     EXECUTION_COLUMNS,
@@ -842,6 +843,31 @@ class PostgresStore:
             return due
 
         return await self._run(work, single=True)
+
+    async def stats(self, *, now: float) -> StoreStats:
+        def work(conn: Connection[TupleRow]) -> StoreStats:
+            rows = conn.execute(
+                self._q(
+                    "SELECT status, count(*) FROM {s}.executions "
+                    f"WHERE status IN ({_STATUSES}) GROUP BY status"
+                )
+            ).fetchall()
+            row = conn.execute(
+                self._q(
+                    "SELECT count(*), MIN(CASE status WHEN 'running' THEN lease_until "
+                    "WHEN 'waiting' THEN CASE WHEN wake_at <= %(now)s THEN wake_at ELSE ("
+                    "SELECT MIN(sent_at) FROM {s}.signals AS g WHERE g.execution_id = e.id "
+                    "AND g.signal_id = e.waiting_for AND NOT g.consumed) END "
+                    "ELSE COALESCE(wake_at, updated_at) END) "
+                    f"FROM {{s}}.executions AS e WHERE status IN ({_ACTIVE}) AND {_RUNNABLE} "
+                    f"AND COALESCE({_READABLE}, false)"
+                ),
+                {"now": now},
+            ).fetchone()
+            due, oldest = row if row is not None else (0, None)
+            return StoreStats(dict(rows), due, oldest)
+
+        return await self._run(work)
 
     # ------------------------------------------------------------------ steps
 

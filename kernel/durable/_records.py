@@ -23,6 +23,7 @@ __all__ = [
     "Schedule",
     "Status",
     "StepRecord",
+    "StoreStats",
     "cancelled",
     "claimed_by",
     "released",
@@ -211,3 +212,21 @@ class Schedule:
     last_execution_id: str | None = None
     created_at: float = 0.0
     updated_at: float = 0.0
+
+
+@attrs.frozen
+class StoreStats:
+    """What a store counts for the engine's metrics (`kernel.durable.Store.stats`).
+
+    - ``by_status``: executions per status (every status present; rows of a status no code
+      knows are left out).
+    - ``due``: readable active executions runnable now (what a claim would take), running
+      ones whose lease ran out included; the backlog.
+    - ``oldest_due``: when the longest-waiting of those became runnable (its wake time, its
+      creation or last change, the expiry of its lease, the arrival of the signal it
+      waits for); None when none is.
+    """
+
+    by_status: Mapping[Status, int]
+    due: int
+    oldest_due: float | None

@@ -38,6 +38,7 @@ from kernel.durable._records import (
     Schedule,
     Status,
     StepRecord,
+    StoreStats,
     cancelled,
     claimed_by,
     released,
@@ -199,6 +200,21 @@ _CLAIM: Final = f"""
              END, created_at, id
     LIMIT :limit
 """
+
+# The backlog (see `StoreStats`): readable runnable rows, and since when each is runnable.
+_DUE_SINCE: Final = f"""
+    SELECT count(*), MIN(CASE status
+        WHEN 'running' THEN lease_until
+        WHEN 'waiting' THEN CASE WHEN wake_at <= :now THEN wake_at ELSE (
+            SELECT MIN(sent_at) FROM signals
+            WHERE signals.execution_id = executions.id
+              AND signals.signal_id = executions.waiting_for AND signals.consumed = 0) END
+        ELSE COALESCE(wake_at, updated_at) END)
+    FROM executions WHERE status IN ({_ACTIVE}) AND {_RUNNABLE} AND IFNULL({_READABLE}, 0)
+"""
+_BY_STATUS: Final = (
+    f"SELECT status, count(*) FROM executions WHERE status IN ({_STATUSES}) GROUP BY status"
+)
 
 # An unreadable time is no answer: the claim fails its execution, or the schedule is paused.
 _NEXT_DUE: Final = f"""
@@ -828,6 +844,18 @@ class SqliteStore:
             return due
 
         return await self._read(next_due)
+
+    async def stats(self, *, now: float) -> StoreStats:
+        """In the store's thread (it reads every row's status)."""
+
+        def stats(connection: sqlite3.Connection) -> StoreStats:
+            by_status = dict(connection.execute(_BY_STATUS).fetchall())
+            due, oldest = connection.execute(_DUE_SINCE, {"now": now}).fetchone()
+            return StoreStats(by_status, due, oldest)
+
+        return await trio.to_thread.run_sync(
+            functools.partial(self._in_thread, stats, False), limiter=self._limiter
+        )
 
     # ------------------------------------------------------------------ steps
 

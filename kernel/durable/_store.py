@@ -34,7 +34,14 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from typing import Protocol, runtime_checkable
 
-from kernel.durable._records import AuditEntry, Execution, Schedule, Status, StepRecord
+from kernel.durable._records import (
+    AuditEntry,
+    Execution,
+    Schedule,
+    Status,
+    StepRecord,
+    StoreStats,
+)
 
 __all__ = ["LocalStore", "Store", "WatchedStore"]
 
@@ -134,6 +141,10 @@ class Store(Protocol):
         active execution, the ``lease_until`` of a running one, the ``next_run_at`` of an
         unpaused schedule. None when there is none. A time that cannot be read back is no
         answer: the result is always a finite float or None."""
+
+    async def stats(self, *, now: float) -> StoreStats:
+        """Counts for the engine's metrics at ``now`` (see `StoreStats`). Reads every
+        execution row's status: a call for a scrape interval, not for every round."""
 
     # ------------------------------------------------------------------ steps
 

@@ -27,6 +27,7 @@ from kernel.durable import (
     Status,
     StepRecord,
     Store,
+    StoreStats,
 )
 from tests.kernel.durable.conftest import KINDS, opened
 from tests.kernel.durable.corruption import CANNOT, corrupt
@@ -448,6 +449,29 @@ async def test_request_cancel_unknown_is_none(store: Store) -> None:
 
 
 # ---------------------------------------------------------------------- next_due
+
+
+async def test_stats_count_statuses_and_the_backlog(store: Store) -> None:
+    assert await store.stats(now=0.0) == StoreStats({}, 0, None)
+    await store.create_execution(execution("early", created_at=3.0, updated_at=3.0))
+    await store.create_execution(execution("late", wake_at=500.0))
+    await store.create_execution(execution("woken", wake_at=7.0))
+    await store.create_execution(execution("run"))
+    await store.create_execution(execution("wait"))
+    await store.create_execution(execution("done", status="completed"))
+    taken = {e.id for e in await store.claim("w", now=8.0, lease_until=20.0, limit=2)}
+    assert taken == {"run", "wait"}  # (the earliest due: created at 0)
+    await store.release("wait", "w", status="waiting", now=9.0, waiting_for="go")
+    stats = await store.stats(now=10.0)
+    assert stats.by_status == {"pending": 3, "running": 1, "waiting": 1, "completed": 1}
+    assert (stats.due, stats.oldest_due) == (2, 3.0)  # early (since 3) and woken (since 7)
+    await store.send_signal("wait", "go", "1", now=11.0)
+    assert await store.stats(now=12.0) == StoreStats(
+        {"pending": 3, "running": 1, "waiting": 1, "completed": 1}, 3, 3.0
+    )
+    # The running one's lease runs out at 20: runnable (again) since then.
+    later = await store.stats(now=600.0)
+    assert (later.due, later.oldest_due) == (5, 3.0)
 
 
 async def test_next_due_none_when_nothing(store: Store) -> None:
