@@ -5,9 +5,14 @@ psycopg 3's sync API and `psycopg_pool.ConnectionPool`, called from worker threa
 async connections do not run under trio. Each method is one transaction; a thread is never
 abandoned mid-transaction, so a cancelled call has either committed or written nothing.
 Claims lock rows with ``FOR UPDATE SKIP LOCKED``, so concurrent workers never claim one
-execution twice. The column types hold what the records say, except what a time, a count or
-a status may not be (NaN, infinities, negatives, a status whose CHECK was dropped): rows are
-checked as they are read back (`kernel.durable._rows`), and claims look for such rows.
+execution twice. The hot writes (a step and its audit line, a release, a start, the common
+claim) are one statement each; writes that make work runnable or end it ``NOTIFY`` the
+schema's channel, which `PostgresStore.watch` listens on. Driver errors become
+`DurableError` (`StoreUnavailableError` when the server or the connection failed).
+
+The column types hold what the records say, except what a time, a count or a status may not
+be (NaN, infinities, negatives, a status whose CHECK was dropped): rows are checked as they
+are read back (`kernel.durable._rows`), and claims look for such rows.
 """
 
 from __future__ import annotations

@@ -1,9 +1,12 @@
 """`SqliteStore`: the store protocol in one SQLite file, shared by the processes opening it.
 
-Every call runs in a worker thread on the store's one connection, one call at a time; every
+Every call runs on the store's one connection, one call at a time: on the event loop when
+it cannot wait (a point read; a write with ``synchronous="normal"``, never waiting for a
+lock), else in the store's thread (see `SqliteStore` and ``docs/decisions.md``). Every
 write is one ``BEGIN IMMEDIATE`` transaction, so processes sharing the file take the write
 lock in turn and two claims never hand out the same execution. A call is not abandoned
 when cancelled: its transaction commits or rolls back, then the cancellation is delivered.
+`SqliteStore.watch` tells this process's engine about other processes' writes.
 
 SQLite keeps any value in any column (a column's type is only an affinity), so rows are
 checked as they are read back (`kernel.durable._rows`), and the claim looks for unreadable
