@@ -110,7 +110,7 @@ class Engine:
         self._worker_id = f"{_HOST}:{os.getpid()}:{secrets.token_hex(4)}"
         self._current: ContextVar[Context | None] = ContextVar(f"durable:{id}", default=None)
         #: The runs in progress in this process, by execution id: the engine owns the
-        #: set (`cancel` stops a run through it), the worker fills it (`running`).
+        #: set (`cancel` stops a run through it), its worker fills it.
         self._running: dict[str, trio.CancelScope] = {}
         self._worker: Worker | None = None
         self._epoch = _epoch()
@@ -183,11 +183,6 @@ class Engine:
         return self._current
 
     @property
-    def running(self) -> dict[str, trio.CancelScope]:
-        """The runs in progress in this process, by execution id (the worker's to fill)."""
-        return self._running
-
-    @property
     def worker(self) -> Worker | None:
         """This process's worker, once `start_worker` ran (None in a front-only engine)."""
         return self._worker
@@ -196,7 +191,7 @@ class Engine:
         """Run this engine's worker in ``nursery`` (the engine resource's), once."""
         if self._worker is not None:
             raise DurableError(f"engine {self.id!r}: its worker is already running")
-        self._worker = Worker(self)
+        self._worker = Worker(self, self._running)
         nursery.start_soon(self._worker.run, name=f"{self.id}.worker")
 
     def running_executions(self) -> Set[str]:

@@ -54,8 +54,6 @@ class Host(Protocol):
     def env(self) -> RunEnv: ...
     @property
     def current(self) -> ContextVar[Context | None]: ...
-    @property
-    def running(self) -> dict[str, trio.CancelScope]: ...
 
     def now(self) -> float: ...
     def poke(self) -> None: ...
@@ -92,11 +90,11 @@ def describe_error(exc: BaseException) -> str:
 
 class Worker:
     """Runs the executions of one engine; lives in the engine resource's nursery. The
-    runs in progress go in the engine's `Host.running`."""
+    runs in progress go in ``running``, the engine's (it cancels them through it)."""
 
-    def __init__(self, engine: Host) -> None:
+    def __init__(self, engine: Host, running: dict[str, trio.CancelScope]) -> None:
         self.engine = engine
-        self.running = engine.running
+        self.running = running
         #: Whether a run ending must wake the loop to claim: the last claim filled every
         #: free slot (there may be more), or none was free. When it found less than it
         #: could take, nothing was left, and an end (a terminal status makes nothing else
