@@ -6,13 +6,33 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Callable, Iterator
-from typing import cast
+from typing import Final, cast
 
 import attrs
 
-from kernel.observability._metrics import DEFAULT_BUCKETS
+__all__ = ["STEP_BUCKETS", "StepDurations"]
 
-__all__ = ["StepDurations"]
+#: Upper bounds (seconds) of the step duration histogram's buckets, ``+Inf`` implied: a
+#: step is a call to the outside world, from a millisecond to minutes (a task call's
+#: buckets start at 0.1 ms).
+STEP_BUCKETS: Final = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+)
 
 
 @attrs.define(eq=False)
@@ -23,9 +43,9 @@ class _Histogram:
 
 @attrs.define(eq=False)
 class StepDurations:
-    """Step durations per workflow, counted into the bounds of `DEFAULT_BUCKETS`."""
+    """Step durations per workflow, counted into the bounds of `STEP_BUCKETS`."""
 
-    bounds: tuple[float, ...] = DEFAULT_BUCKETS
+    bounds: tuple[float, ...] = STEP_BUCKETS
     _by_workflow: dict[str, _Histogram] = attrs.field(factory=dict, init=False)
 
     def observe(self, workflow: str, seconds: float) -> None:

@@ -24,7 +24,6 @@ Families (``engine`` is the engine resource's id):
 
 from __future__ import annotations
 
-import math
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Final
 
@@ -32,13 +31,13 @@ import attrs
 import trio
 
 from kernel._definitions import Resource, resource
-from kernel._errors import DefinitionError
 from kernel._scope import Scope
 from kernel.durable._durations import StepDurations
 from kernel.durable._engine import Engine
 from kernel.durable._errors import DurableError
 from kernel.durable._records import STATUSES, StoreStats
-from kernel.observability._logging import kernel_logger
+from kernel.observability import kernel_logger
+from resilience import validate
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -128,25 +127,19 @@ def _trio_now(otherwise: float) -> float:
         return otherwise
 
 
-def _interval(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise DefinitionError(f"kernel.durable.metrics: interval must be seconds, got {value!r}")
-    if not 0 < value < math.inf:
-        raise DefinitionError(f"kernel.durable.metrics: interval must be > 0, got {value!r}")
-    return float(value)
-
-
 def metrics(engine: Resource, *, id: str | None = None, interval: float = 15.0) -> Resource:
     """Declare the metrics resource of ``engine`` (a ``kernel.durable.engine(...)``
     resource); its value is a `DurableCollector`. ``interval``: seconds between two looks
     at the store's counts (the first at start). ``id`` defaults to ``<engine id>.metrics``.
     """
     if not isinstance(engine, Resource):
-        raise DefinitionError(
+        raise TypeError(
             f"kernel.durable.metrics: engine must be a kernel.durable.engine(...) resource, "
             f"got {engine!r}"
         )
-    seconds = _interval(interval)
+    seconds = validate.seconds(
+        interval, owner="kernel.durable.metrics", name="interval", finite=True
+    )
 
     async def durable_metrics(scope: Scope, durable: Engine) -> AsyncIterator[DurableCollector]:
         collector = DurableCollector(durable.id, durable.measure_steps())

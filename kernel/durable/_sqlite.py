@@ -56,6 +56,7 @@ from kernel.durable._rows import (
     report_paused,
     split_schedules,
 )
+from resilience import validate
 
 __all__ = ["SCHEMA_VERSION", "WATCH_INTERVAL", "SqliteStore", "Synchronous"]
 
@@ -269,10 +270,7 @@ def _fspath(path: str | os.PathLike[str]) -> str:
 
 
 def _check_busy_timeout(_: object, attribute: attrs.Attribute[float], value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"SqliteStore: busy_timeout must be seconds (a number), got {value!r}")
-    if not 0 <= value < 1e6:
-        raise ValueError(f"SqliteStore: busy_timeout must be seconds >= 0, got {value!r}")
+    validate.seconds(value, owner="SqliteStore", name="busy_timeout", minimum="zero", finite=True)
 
 
 def _check_synchronous(_: object, attribute: attrs.Attribute[str], value: object) -> None:
@@ -451,7 +449,9 @@ class SqliteStore:
     """
 
     path: str = attrs.field(converter=_fspath)
-    busy_timeout: float = attrs.field(default=30.0, kw_only=True, validator=_check_busy_timeout)
+    busy_timeout: float = attrs.field(
+        default=30.0, kw_only=True, converter=validate.to_seconds, validator=_check_busy_timeout
+    )
     synchronous: Synchronous = attrs.field(
         default="normal", kw_only=True, validator=_check_synchronous
     )

@@ -26,17 +26,16 @@ from kernel.durable._options import EngineOptions
 from kernel.durable._records import AuditEntry, Execution, Status
 from kernel.durable._serde import dumps, loads
 from kernel.durable._store import Store
-from kernel.observability._failures import execution_watch
-from kernel.observability._logging import execution_id as log_execution_id
-from kernel.observability._logging import kernel_logger
+from kernel.observability import execution_id as log_execution_id
+from kernel.observability import execution_watch, kernel_logger
 
 if TYPE_CHECKING:
-    from kernel._runtime import Runtime
+    from kernel._host import Host
 
-__all__ = ["Host", "Worker", "retry_delay"]
+__all__ = ["Worker", "WorkerHost", "retry_delay"]
 
 
-class Host(Protocol):
+class WorkerHost(Protocol):
     """What a worker needs of its engine (`kernel.durable.Engine` is one): the worker
     depends on this, not on the engine's module."""
 
@@ -45,7 +44,7 @@ class Host(Protocol):
     @property
     def store(self) -> Store: ...
     @property
-    def runtime(self) -> Runtime: ...
+    def runtime(self) -> Host: ...
     @property
     def options(self) -> EngineOptions: ...
     @property
@@ -92,7 +91,7 @@ class Worker:
     """Runs the executions of one engine; lives in the engine resource's nursery. The
     runs in progress go in ``running``, the engine's (it cancels them through it)."""
 
-    def __init__(self, engine: Host, running: dict[str, trio.CancelScope]) -> None:
+    def __init__(self, engine: WorkerHost, running: dict[str, trio.CancelScope]) -> None:
         self.engine = engine
         self.running = running
         #: Whether a run ending must wake the loop to claim: the last claim filled every

@@ -75,7 +75,7 @@ async def test_a_server_restart_under_load_loses_no_step_and_repeats_none_record
     store = JournalledStore(dsn, schema="restart", connect_timeout=5)
     store.journal = journal
     engine = durable_engine(
-        "durable", store=store, polling_interval=0.05, claim_ttl=1.0, concurrency=8
+        "durable", store=store, polling_interval=0.05, claim_ttl=1.0, max_concurrent=8
     )
 
     async def body(execution_id: str, name: str, n: int) -> int:
