@@ -32,6 +32,12 @@ EXPORTED = {
     "trio_runner_timeouts_total": "counter",
     "trio_runner_fallbacks_total": "counter",
     "trio_runner_cache_requests_total": "counter",
+    # kernel.durable.metrics(engine)
+    "trio_runner_durable_executions": "gauge",
+    "trio_runner_durable_backlog": "gauge",
+    "trio_runner_durable_oldest_due_age_seconds": "gauge",
+    "trio_runner_durable_step_duration_seconds": "histogram",
+    "trio_runner_durable_stats_age_seconds": "gauge",
 }
 HISTOGRAM_SERIES = ("_bucket", "_sum", "_count")
 ALERTS = {

@@ -9,7 +9,9 @@
   of a workflow (a sleep's end, a signal, a retry, a recovery) costs before new work; per
   step.
 
-SQLite rows use a fresh file in a temporary directory; PostgreSQL rows the run's throwaway
+SQLite rows use a fresh file in a temporary directory, with ``synchronous="normal"`` (the
+default: a process crash loses nothing) and ``"full"`` (an fsync per commit: a power cut
+loses nothing either); PostgreSQL rows the run's throwaway
 cluster (``bench.pg``), and are unavailable without PostgreSQL. The DBOS Transact anchor
 (``bench.anchors.dbos``) runs the same workflow beside the SQLite rows.
 """
@@ -160,6 +162,13 @@ async def sqlite_store() -> AsyncIterator[Store]:
 
 
 @asynccontextmanager
+async def sqlite_full_store() -> AsyncIterator[Store]:
+    """A `SqliteStore` with ``synchronous="full"`` on a fresh file, deleted afterwards."""
+    with tempfile.TemporaryDirectory(prefix="bench-durable-") as directory:
+        yield SqliteStore(Path(directory) / "durable.sqlite3", synchronous="full")
+
+
+@asynccontextmanager
 async def postgres_store(schema: str) -> AsyncIterator[Store]:
     """A `PostgresStore` on a schema of its own in the run's throwaway cluster."""
     async with pg.postgres() as dsn:
@@ -262,6 +271,10 @@ async def replay() -> AsyncIterator[Loop]:
 
 
 SQLITE = f"SQLite {sqlite3.sqlite_version}, WAL, synchronous=NORMAL (no fsync per commit)"
+SQLITE_FULL = (
+    f"SQLite {sqlite3.sqlite_version}, WAL, SqliteStore(synchronous='full'): an fsync per "
+    "commit, each in the store's thread"
+)
 POSTGRES = (
     "the run's throwaway local cluster (fsync=off, as in the tests), the store's pool of 8 "
     "connections used from worker threads"
@@ -280,6 +293,16 @@ SCENARIOS = (
             "engine.start_and_wait, one workflow at a time: the execution written, claimed "
             f"by the worker, 3 steps recorded, released, with audit lines; {SQLITE}"
         ),
+    ),
+    Scenario(
+        id="durable.latency_sqlite_full",
+        shape="latency_sqlite_full",
+        label="durable: 3-step workflow, start to result (SQLite, synchronous=full)",
+        group="durable",
+        who="ours",
+        baseline=None,
+        setup=_setup("latency_sqlite_full", sqlite_full_store, Latency),
+        note=f"as the SQLite row, on {SQLITE_FULL}",
     ),
     Scenario(
         id="durable.latency_postgres",
@@ -305,6 +328,16 @@ SCENARIOS = (
             f"{BATCH} 3-step workflows started, then all awaited; per workflow = 1 / "
             f"throughput; {SQLITE}"
         ),
+    ),
+    Scenario(
+        id="durable.throughput_sqlite_full",
+        shape="throughput_sqlite_full",
+        label=f"durable: {BATCH} workflows at once, per workflow (SQLite, synchronous=full)",
+        group="durable",
+        who="ours",
+        baseline=None,
+        setup=_setup("throughput_sqlite_full", sqlite_full_store, Batch),
+        note=f"as the SQLite row, on {SQLITE_FULL}",
     ),
     Scenario(
         id="durable.throughput_postgres",

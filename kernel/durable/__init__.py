@@ -24,6 +24,7 @@ from kernel.durable._errors import (
     LeaseLostError,
     NonDeterminismError,
     SerializationError,
+    StoreUnavailableError,
     UnknownExecutionError,
     UnknownWorkflowError,
     WaitTimeoutError,
@@ -31,6 +32,7 @@ from kernel.durable._errors import (
     WorkflowFailedError,
 )
 from kernel.durable._memory import MemoryStore
+from kernel.durable._metrics import DurableCollector, metrics
 from kernel.durable._postgres import PostgresStore
 from kernel.durable._records import (
     STATUSES,
@@ -40,6 +42,7 @@ from kernel.durable._records import (
     Schedule,
     Status,
     StepRecord,
+    StoreStats,
 )
 from kernel.durable._resource import engine
 from kernel.durable._sqlite import SqliteStore
@@ -55,6 +58,7 @@ __all__ = [
     "CompensationFailedError",
     "Context",
     "CorruptRecordError",
+    "DurableCollector",
     "DurableError",
     "Engine",
     "Execution",
@@ -73,6 +77,8 @@ __all__ = [
     "StepBuilder",
     "StepRecord",
     "Store",
+    "StoreStats",
+    "StoreUnavailableError",
     "UnknownExecutionError",
     "UnknownWorkflowError",
     "WaitTimeoutError",
@@ -80,6 +86,7 @@ __all__ = [
     "WorkflowConfig",
     "WorkflowFailedError",
     "engine",
+    "metrics",
     "signal",
     "workflow",
 ]

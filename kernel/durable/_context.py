@@ -66,6 +66,8 @@ class RunEnv:
     #: Raises unless ``event`` is registered and ``payload`` fits it; returns the payload
     #: structured (called before an emit is marked done, so a mistake is not swallowed).
     check_event: Callable[[Event, Any], Any]
+    #: ``observe_step(workflow, seconds)``: a step ran for the first time (metrics).
+    observe_step: Callable[[str, float], None] = lambda workflow, seconds: None
 
 
 #: Return annotations by code object: a step body is often a closure made anew on every
@@ -212,9 +214,23 @@ class Context:
             )
         return position, record
 
-    async def _record(self, step_id: str, position: int | None, result: str) -> None:
-        record = StepRecord(self.execution_id, step_id, position, result, self._env.now())
-        await self._env.store.record_step(self._env.worker, record)
+    async def _record(
+        self,
+        step_id: str,
+        position: int | None,
+        result: str,
+        audit: AuditKind | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Record the step (with its ``audit`` line, when the engine keeps them: one
+        transaction)."""
+        env = self._env
+        now = env.now()
+        record = StepRecord(self.execution_id, step_id, position, result, now)
+        entry = None
+        if audit is not None and env.audit:
+            entry = AuditEntry(self.execution_id, audit, now, step_id, data or {})
+        await env.store.record_step(env.worker, record, audit=entry)
         self._by_id[step_id] = record
 
     async def _audit(
@@ -294,9 +310,10 @@ class Context:
                 call = _bounded(retry, call)
             value = await call(*builder._args)
             text = dumps(value, what=what)
-            await self._record(step_id, position, text)
             duration = (trio.current_time() - started) * 1000
-            await self._audit("step_completed", step_id, {"duration_ms": round(duration, 3)})
+            data = {"duration_ms": round(duration, 3)}
+            await self._record(step_id, position, text, "step_completed", data)
+            self._env.observe_step(self._execution.workflow, trio.current_time() - started)
         else:
             text = record.result
         result: T = loads(text, returns, what=what)
@@ -335,8 +352,9 @@ class Context:
         position, record = self._take(sleep_id)
         if record is None:
             wake_at = self._env.now() + seconds
-            await self._record(sleep_id, position, dumps({"wake_at": wake_at}, what="sleep"))
-            await self._audit("sleep_started", sleep_id, {"seconds": seconds, "wake_at": wake_at})
+            text = dumps({"wake_at": wake_at}, what="sleep")
+            data = {"seconds": seconds, "wake_at": wake_at}
+            await self._record(sleep_id, position, text, "sleep_started", data)
         else:
             what = f"sleep {sleep_id!r}"
             wake_at = _time(_members(record.result, ("wake_at",), what=what)["wake_at"], what=what)
@@ -468,11 +486,9 @@ class Context:
             finally:
                 self._in_branch = None
             text = dumps({"branch": chosen.id, "result": result}, what=what)
-            await self._record(switch_id, position, text)
             duration = round((trio.current_time() - started) * 1000, 3)
-            await self._audit(
-                "switch_evaluated", switch_id, {"branch": chosen.id, "duration_ms": duration}
-            )
+            data = {"branch": chosen.id, "duration_ms": duration}
+            await self._record(switch_id, position, text, "switch_evaluated", data)
         else:
             text = record.result
         return decode(_members(text, ("result",), what=what)["result"], returns, what=what)  # type: ignore[no-any-return]
@@ -485,8 +501,7 @@ class Context:
             return
         data = {"message": str(message), "meta": dict(meta or {})}
         dumps(data, what="note meta")
-        await self._record(note_id, position, "null")
-        await self._audit("note", note_id, data)
+        await self._record(note_id, position, "null", "note", data)
 
 
 def _members(text: str, keys: tuple[str, ...], *, what: str) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import secrets
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Set
 from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -21,6 +21,7 @@ from kernel._structure import structure
 from kernel.durable._context import Context, RunEnv
 from kernel.durable._definitions import WORKFLOW, Signal, WorkflowConfig
 from kernel.durable._describe import FlowShape, Recorder
+from kernel.durable._durations import StepDurations
 from kernel.durable._errors import (
     CorruptRecordError,
     DurableError,
@@ -35,7 +36,7 @@ from kernel.durable._options import EngineOptions
 from kernel.durable._records import ACTIVE, AuditEntry, Execution, Schedule, Status
 from kernel.durable._schedules import check_cadence, next_tick
 from kernel.durable._serde import dumps, loads
-from kernel.durable._store import LocalStore, Store
+from kernel.durable._store import Store, WatchedStore
 from kernel.observability import kernel_logger
 from resilience import validate
 
@@ -83,6 +84,18 @@ def _nothing() -> None:
     """Nothing to undo."""
 
 
+#: `Engine.update_schedule`'s "not given" (None is an input like any other).
+_UNCHANGED: Any = object()
+
+
+@attrs.define(eq=False)
+class _Waiter:
+    """One `Engine.wait` in progress: woken to look again, or handed the ended execution."""
+
+    woken: trio.Event = attrs.field(factory=trio.Event)
+    ended: Execution | None = None
+
+
 class Engine:
     """Start, signal, cancel, schedule and inspect durable executions.
 
@@ -91,32 +104,120 @@ class Engine:
     """
 
     def __init__(self, id: str, store: Store, runtime: Host, options: EngineOptions) -> None:
-        self.id = id
-        self.store = store
-        self.runtime = runtime
-        self.options = options
-        self.worker_id = f"{_HOST}:{os.getpid()}:{secrets.token_hex(4)}"
-        self.worker: Worker | None = None
-        self.disposing = False
-        self.current: ContextVar[Context | None] = ContextVar(f"durable:{id}", default=None)
+        self._id = id
+        self._store = store
+        self._runtime = runtime
+        self._options = options
+        self._worker_id = f"{_HOST}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._current: ContextVar[Context | None] = ContextVar(f"durable:{id}", default=None)
+        #: The runs in progress in this process, by execution id: the engine owns the
+        #: set (`cancel` stops a run through it), its worker fills it.
+        self._running: dict[str, trio.CancelScope] = {}
+        self._worker: Worker | None = None
         self._epoch = _epoch()
         self._wake = trio.Event()
-        self._progress = trio.Event()
+        self._waiters: dict[str, list[_Waiter]] = {}
+        #: When the schedules must be looked at again (the earliest tick, or the next
+        #: poll for other processes' changes); -inf: at the next round.
+        self._schedules_due = -math.inf
+        #: Counts changes, so that a look that raced one does not hide it.
+        self._schedule_changes = 0
         self._workflows: dict[str, tuple[Task, WorkflowConfig]] = {
             task.id: (task, config) for task, config in runtime.find(WORKFLOW)
         }
-        self.env = RunEnv(
-            store, self.worker_id, self.now, options.audit, self._emit, self._check_event
+        self._steps: StepDurations | None = None
+        self._env = RunEnv(
+            store,
+            self._worker_id,
+            self.now,
+            options.audit,
+            self._emit,
+            self._check_event,
+            self._observe_step,
         )
         self._log = kernel_logger(id)
-        #: Stops watching a local store (called when the engine is disposed).
-        self.unwatch: Callable[[], None] = (
-            store.watch(self._store_changed) if isinstance(store, LocalStore) else _nothing
+        self._unwatch: Callable[[], None] = (
+            store.watch(self._store_changed) if isinstance(store, WatchedStore) else _nothing
         )
 
     def _store_changed(self) -> None:
+        self._schedules_due = -math.inf
+        self._schedule_changes += 1
         self.poke()
-        self.finished("")
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                waiter.woken.set()
+
+    @property
+    def id(self) -> str:
+        """The engine resource's id."""
+        return self._id
+
+    @property
+    def store(self) -> Store:
+        """Where this engine's executions live."""
+        return self._store
+
+    @property
+    def runtime(self) -> Host:
+        """The kernel runtime the engine belongs to."""
+        return self._runtime
+
+    @property
+    def options(self) -> EngineOptions:
+        """The engine resource's settings (frozen)."""
+        return self._options
+
+    @property
+    def worker_id(self) -> str:
+        """Who this engine's worker is in the store (``host:pid:nonce``)."""
+        return self._worker_id
+
+    @property
+    def env(self) -> RunEnv:
+        """What every run of this engine shares (frozen)."""
+        return self._env
+
+    @property
+    def current(self) -> ContextVar[Context | None]:
+        """The context of the run in progress in this task (set by the worker)."""
+        return self._current
+
+    @property
+    def worker(self) -> Worker | None:
+        """This process's worker, once `start_worker` ran (None in a front-only engine)."""
+        return self._worker
+
+    def start_worker(self, nursery: trio.Nursery) -> None:
+        """Run this engine's worker in ``nursery`` (the engine resource's), once."""
+        if self._worker is not None:
+            raise DurableError(f"engine {self.id!r}: its worker is already running")
+        # Imported here: the worker's module imports kernel._shutdown, which must not be
+        # the first to import kernel.observability (their modules import each other). The
+        # worker's module does not import this one: it depends on `WorkerHost`.
+        from kernel.durable._worker import Worker
+
+        self._worker = Worker(self, self._running)
+        nursery.start_soon(self._worker.run, name=f"{self.id}.worker")
+
+    def running_executions(self) -> Set[str]:
+        """The ids of the executions running in this process now (a snapshot)."""
+        return frozenset(self._running)
+
+    def measure_steps(self) -> StepDurations:
+        """Start counting the durations of the steps this process runs (for
+        `kernel.durable.metrics`); the counts, shared by every caller."""
+        if self._steps is None:
+            self._steps = StepDurations()
+        return self._steps
+
+    def _observe_step(self, workflow: str, seconds: float) -> None:
+        if self._steps is not None:
+            self._steps.observe(workflow, seconds)
+
+    def dispose(self) -> None:
+        """Stop watching the store (called by the engine resource when it is disposed)."""
+        self._unwatch()
 
     # ------------------------------------------------------------------ plumbing
 
@@ -133,10 +234,24 @@ class Engine:
         self._wake = trio.Event()
         return self._wake
 
-    def finished(self, execution_id: str) -> None:
-        """Wake the waiters: an execution reached a terminal status."""
-        self._progress.set()
-        self._progress = trio.Event()
+    def finished(self, execution: Execution) -> None:
+        """Hand ``execution``, which has ended, to its waiters in this process (they return
+        without reading it back)."""
+        for waiter in self._waiters.pop(execution.id, ()):
+            waiter.ended = execution
+            waiter.woken.set()
+
+    def changed(self, execution_id: str) -> None:
+        """Wake the execution's waiters to read it again (it may have ended, or its row
+        gone bad)."""
+        for waiter in self._waiters.get(execution_id, ()):
+            waiter.woken.set()
+
+    def schedules_changed(self) -> None:
+        """Look at the schedules at the worker's next round."""
+        self._schedules_due = -math.inf
+        self._schedule_changes += 1
+        self.poke()
 
     def workflow_task(self, workflow_id: str) -> Task | None:
         """The registered workflow task with this id, or None."""
@@ -210,9 +325,11 @@ class Engine:
             created_at=now,
             updated_at=now,
         )
-        stored = await self.store.create_execution(execution)
+        audit = None
+        if self.options.audit:
+            audit = AuditEntry(execution.id, "status_changed", now, None, {"to": "pending"})
+        stored = await self.store.create_execution(execution, audit=audit)
         if stored.id == execution.id:
-            await self._audit_status(stored, "pending")
             self.poke()
         return stored.id
 
@@ -292,14 +409,7 @@ class Engine:
         """
         try:
             with trio.fail_after(math.inf if timeout is None else timeout):
-                while True:
-                    progress = self._progress
-                    execution = await self.get_execution(execution_id)
-                    if execution.terminal:
-                        break
-                    poll = math.inf if self.store.local else self.options.polling_interval
-                    with trio.move_on_after(poll):
-                        await progress.wait()
+                execution = await self._await_end(execution_id)
         except trio.TooSlowError:
             raise WaitTimeoutError(
                 f"execution {execution_id!r} did not end within {timeout} s"
@@ -309,6 +419,26 @@ class Engine:
         if execution.status == "cancelled":
             raise WorkflowCancelledError(f"execution {execution_id!r} was cancelled")
         raise WorkflowFailedError(execution_id, execution.status, execution.error)
+
+    async def _await_end(self, execution_id: str) -> Execution:
+        poll = math.inf if self.store.local else self.options.polling_interval
+        while True:
+            waiter = _Waiter()
+            waiters = self._waiters.setdefault(execution_id, [])
+            waiters.append(waiter)  # before the read: an end meanwhile is not missed
+            try:
+                execution = await self.get_execution(execution_id)
+                if execution.terminal:
+                    return execution
+                with trio.move_on_after(poll):
+                    await waiter.woken.wait()
+                if waiter.ended is not None:
+                    return waiter.ended
+            finally:
+                if waiter in waiters:
+                    waiters.remove(waiter)
+                if not waiters and self._waiters.get(execution_id) is waiters:
+                    del self._waiters[execution_id]
 
     async def signal(self, execution_id: str, signal: Signal[Any], payload: Any = None) -> None:
         """Send ``signal`` to the execution; the next (or current) wait for it receives it.
@@ -341,10 +471,10 @@ class Engine:
         assert execution is not None
         if not before.terminal and execution.status == "cancelled":
             await self._audit_status(execution, "cancelled")
-            running = self.worker.running.get(execution_id) if self.worker else None
+            running = self._running.get(execution_id)
             if running is not None:
                 running.cancel()
-            self.finished(execution_id)
+            self.finished(execution)
         return execution
 
     async def recover(self) -> list[str]:
@@ -353,18 +483,19 @@ class Engine:
         the executions that have not ended."""
         for execution in await self.store.list_executions(statuses=RUNNING):
             if execution.owner is not None and _process_gone(execution.owner):
+                now = self.now()
+                audit = None
+                if self.options.audit:
+                    data = {"to": "pending", "recovered_from": execution.owner}
+                    audit = AuditEntry(execution.id, "status_changed", now, None, data)
                 try:
-                    released = await self.store.release(
-                        execution.id, execution.owner, status="pending", now=self.now()
+                    await self.store.release(
+                        execution.id, execution.owner, status="pending", now=now, audit=audit
                     )
                 except LeaseLostError:
                     continue  # someone else took it meanwhile
                 except CorruptRecordError:
                     continue  # it went bad meanwhile: the next claim fails it
-                if self.options.audit:
-                    data = {"to": "pending", "recovered_from": execution.owner}
-                    entry = AuditEntry(released.id, "status_changed", self.now(), None, data)
-                    await self.store.append_audit(entry)
                 self._log.info(
                     "execution {}: its worker {} is gone; recovered", execution.id, execution.owner
                 )
@@ -416,7 +547,7 @@ class Engine:
             updated_at=now,
         )
         stored = await self.store.put_schedule(schedule)
-        self.poke()
+        self.schedules_changed()
         return stored
 
     async def get_schedule(self, schedule_id: str) -> Schedule | None:
@@ -434,7 +565,7 @@ class Engine:
         stored = await self.store.put_schedule(
             attrs.evolve(schedule, updated_at=self.now(), **changes)
         )
-        self.poke()
+        self.schedules_changed()
         return stored
 
     async def pause_schedule(self, schedule_id: str) -> Schedule:
@@ -457,17 +588,18 @@ class Engine:
         self,
         schedule_id: str,
         *,
-        input: Any = None,
+        input: Any = _UNCHANGED,
         cron: str | None = None,
         interval: float | None = None,
     ) -> Schedule:
-        """Change the input and/or the cadence (give both or neither of cron/interval's
-        replacement: one of them)."""
+        """Change the input (any value, None included; left as it is when not given)
+        and/or the cadence (give both or neither of cron/interval's replacement: one of
+        them)."""
         schedule = await self.store.get_schedule(schedule_id)
         if schedule is None:
             raise KeyError(f"no schedule has id {schedule_id!r}")
         changes: dict[str, Any] = {}
-        if input is not None:
+        if input is not _UNCHANGED:
             changes["input"] = self._input(self._resolve(schedule.workflow), input)
         if cron is not None or interval is not None:
             check_cadence(cron, interval)
@@ -481,13 +613,27 @@ class Engine:
 
     async def remove_schedule(self, schedule_id: str) -> bool:
         """Delete the schedule (executions it started are not touched)."""
-        return await self.store.delete_schedule(schedule_id)
+        removed = await self.store.delete_schedule(schedule_id)
+        self.schedules_changed()
+        return removed
 
     async def fire_due_schedules(self) -> None:
-        """Start one execution for each due tick (the worker calls this every round)."""
+        """Start one execution for each due tick (the worker calls this every round).
+
+        Reads the schedules only when one may be due: at the earliest tick seen, after a
+        change made through this engine (or a local store), and, for stores other
+        processes write, every ``polling_interval``.
+        """
         now = self.now()
+        if now < self._schedules_due:
+            return
+        changes = self._schedule_changes
+        look_again = math.inf if self.store.local else now + self.options.polling_interval
         for schedule in await self.store.list_schedules():
-            if schedule.paused or schedule.next_run_at > now:
+            if schedule.paused:
+                continue
+            if schedule.next_run_at > now:
+                look_again = min(look_again, schedule.next_run_at)
                 continue
             execution = Execution(
                 id=uuid.uuid4().hex,
@@ -509,6 +655,11 @@ class Engine:
                 schedule.id, due=schedule.next_run_at, next_run_at=following, execution=execution
             ):
                 await self._audit_status(execution, "pending")
+                look_again = min(look_again, following)
+            else:  # changed meanwhile (another worker fired it): look again next round
+                look_again = -math.inf
+        if changes == self._schedule_changes:
+            self._schedules_due = look_again
 
     # ------------------------------------------------------------------ describing
 

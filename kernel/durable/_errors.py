@@ -13,7 +13,8 @@
           ├── WorkflowCancelledError    `wait` on an execution that was cancelled
           ├── CompensationFailedError   a compensation raised during `rollback`
           ├── WaitTimeoutError          `wait(timeout=)` gave up (also a TimeoutError)
-          └── LeaseLostError            a worker wrote to an execution it no longer owns
+          ├── LeaseLostError            a worker wrote to an execution it no longer owns
+          └── StoreUnavailableError     the store's server could not be reached, or failed
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ __all__ = [
     "LeaseLostError",
     "NonDeterminismError",
     "SerializationError",
+    "StoreUnavailableError",
     "UnknownExecutionError",
     "UnknownWorkflowError",
     "WaitTimeoutError",
@@ -121,4 +123,15 @@ class LeaseLostError(DurableError):
 
     Its lease expired and another worker claimed it, or it was cancelled. The run stops
     without writing anything more.
+    """
+
+
+class StoreUnavailableError(DurableError):
+    """The store's server could not be reached, or the connection failed during a call
+    (a server restart, a network cut); the driver's error is chained.
+
+    Whether a write in flight was committed is unknown: the engine treats it as a passing
+    failure of the store, never of the execution. A worker stops the run without writing
+    more (its lease runs out, then a worker runs it again from its recorded steps) and
+    keeps looking for work, backing off, until the store answers again.
     """

@@ -16,13 +16,17 @@ import trio
 
 from kernel.durable._errors import CorruptRecordError, LeaseLostError
 from kernel.durable._records import (
+    STATUSES,
     TERMINAL,
     AuditEntry,
     Execution,
     Schedule,
     Status,
     StepRecord,
+    StoreStats,
+    cancelled,
     claimed_by,
+    released,
 )
 from kernel.durable._rows import (
     failed_in_place,
@@ -40,6 +44,7 @@ __all__ = ["MemoryStore"]
 class _Signal:
     signal_id: str
     payload: str
+    sent_at: float
     consumed: bool = False
 
 
@@ -118,9 +123,13 @@ class MemoryStore:
             self._keys[key] = execution.id
         return execution
 
-    async def create_execution(self, execution: Execution) -> Execution:
+    async def create_execution(
+        self, execution: Execution, *, audit: AuditEntry | None = None
+    ) -> Execution:
         await trio.lowlevel.checkpoint()
         created = self._create(execution)
+        if audit is not None and created is execution:
+            self._append(audit)
         self._changed()
         return _read(created)
 
@@ -210,23 +219,24 @@ class MemoryStore:
         wake_at: float | None = None,
         waiting_for: str | None = None,
         attempt: int | None = None,
+        audit: AuditEntry | None = None,
     ) -> Execution:
         await trio.lowlevel.checkpoint()
         execution = self._owned(execution_id, worker)
-        updated = attrs.evolve(
+        updated = released(
             execution,
             status=status,
+            now=now,
             result=result,
             error=error,
             wake_at=wake_at,
             waiting_for=waiting_for,
-            attempt=execution.attempt if attempt is None else attempt,
-            owner=None,
-            lease_until=None,
-            updated_at=now,
+            attempt=attempt,
         )
         _read(updated)  # an unreadable row stays as it was (a rolled back transaction)
         self._executions[execution_id] = updated
+        if audit is not None:
+            self._append(audit)
         self._changed()
         return updated
 
@@ -238,15 +248,7 @@ class MemoryStore:
         execution = _read(stored)
         if execution.terminal:
             return execution
-        updated = attrs.evolve(
-            execution,
-            status="cancelled",
-            owner=None,
-            lease_until=None,
-            wake_at=None,
-            waiting_for=None,
-            updated_at=now,
-        )
+        updated = cancelled(execution, now=now)
         self._executions[execution_id] = updated
         self._changed()
         return updated
@@ -267,12 +269,44 @@ class MemoryStore:
                     times.append(readable.next_run_at)
         return min(times, default=None)
 
+    async def stats(self, *, now: float) -> StoreStats:
+        await trio.lowlevel.checkpoint()
+        by_status: dict[Status, int] = {}
+        due: list[float] = []
+        for stored in self._executions.values():
+            status: object = stored.status
+            if not isinstance(status, str) or status not in STATUSES:
+                continue
+            by_status[stored.status] = by_status.get(stored.status, 0) + 1
+            if _ended(stored):
+                continue
+            with contextlib.suppress(CorruptRecordError):  # (a claim fails it)
+                execution = _read(stored)
+                if self._runnable(execution, now):
+                    due.append(self._due_since(execution, now))
+        return StoreStats(by_status, len(due), min(due, default=None))
+
+    def _due_since(self, execution: Execution, now: float) -> float:
+        """When runnable ``execution`` became so (see `StoreStats.oldest_due`)."""
+        if execution.status == "waiting" and (execution.wake_at is None or execution.wake_at > now):
+            return min(
+                signal.sent_at
+                for signal in self._signals.get(execution.id, ())
+                if signal.signal_id == execution.waiting_for and not signal.consumed
+            )
+        due = _due(execution)
+        return now if due is None else due
+
     # ------------------------------------------------------------------ steps
 
-    async def record_step(self, worker: str, step: StepRecord) -> None:
+    async def record_step(
+        self, worker: str, step: StepRecord, *, audit: AuditEntry | None = None
+    ) -> None:
         await trio.lowlevel.checkpoint()
         self._owned(step.execution_id, worker)
         self._steps.setdefault(step.execution_id, {}).setdefault(step.step_id, step)
+        if audit is not None:
+            self._append(audit)
 
     async def list_step_results(self, execution_id: str) -> list[StepRecord]:
         await trio.lowlevel.checkpoint()
@@ -289,7 +323,7 @@ class MemoryStore:
         await trio.lowlevel.checkpoint()
         if execution_id not in self._executions:
             return False
-        self._signals.setdefault(execution_id, []).append(_Signal(signal_id, payload))
+        self._signals.setdefault(execution_id, []).append(_Signal(signal_id, payload, now))
         self._changed()
         return True
 
@@ -326,10 +360,13 @@ class MemoryStore:
 
     # ------------------------------------------------------------------ audit
 
-    async def append_audit(self, entry: AuditEntry) -> None:
-        await trio.lowlevel.checkpoint()
+    def _append(self, entry: AuditEntry) -> None:
         entries = self._audit.setdefault(entry.execution_id, [])
         entries.append(attrs.evolve(entry, seq=len(entries) + 1))
+
+    async def append_audit(self, entry: AuditEntry) -> None:
+        await trio.lowlevel.checkpoint()
+        self._append(entry)
 
     async def list_audit_entries(self, execution_id: str) -> list[AuditEntry]:
         await trio.lowlevel.checkpoint()

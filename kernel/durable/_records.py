@@ -23,7 +23,10 @@ __all__ = [
     "Schedule",
     "Status",
     "StepRecord",
+    "StoreStats",
+    "cancelled",
     "claimed_by",
+    "released",
 ]
 
 Status: TypeAlias = Literal[
@@ -121,6 +124,48 @@ def claimed_by(execution: Execution, worker: str, *, lease_until: float, now: fl
     )
 
 
+def released(
+    execution: Execution,
+    *,
+    status: Status,
+    now: float,
+    result: str | None = None,
+    error: str | None = None,
+    wake_at: float | None = None,
+    waiting_for: str | None = None,
+    attempt: int | None = None,
+) -> Execution:
+    """``execution`` as a release leaves it (see `kernel.durable.Store.release`): the given
+    columns replace what they held (None clears), ``attempt`` only when not None, owner
+    and lease cleared."""
+    return attrs.evolve(
+        execution,
+        status=status,
+        result=result,
+        error=error,
+        wake_at=wake_at,
+        waiting_for=waiting_for,
+        attempt=execution.attempt if attempt is None else attempt,
+        owner=None,
+        lease_until=None,
+        updated_at=now,
+    )
+
+
+def cancelled(execution: Execution, *, now: float) -> Execution:
+    """``execution`` as a cancellation leaves an active one (see
+    `kernel.durable.Store.request_cancel`): nothing runs it, nothing wakes it."""
+    return attrs.evolve(
+        execution,
+        status="cancelled",
+        owner=None,
+        lease_until=None,
+        wake_at=None,
+        waiting_for=None,
+        updated_at=now,
+    )
+
+
 @attrs.frozen
 class StepRecord:
     """The recorded outcome of one durable operation of an execution.
@@ -167,3 +212,21 @@ class Schedule:
     last_execution_id: str | None = None
     created_at: float = 0.0
     updated_at: float = 0.0
+
+
+@attrs.frozen
+class StoreStats:
+    """What a store counts for the engine's metrics (`kernel.durable.Store.stats`).
+
+    - ``by_status``: executions per status (every status present; rows of a status no code
+      knows are left out).
+    - ``due``: readable active executions runnable now (what a claim would take), running
+      ones whose lease ran out included; the backlog.
+    - ``oldest_due``: when the longest-waiting of those became runnable (its wake time, its
+      creation or last change, the expiry of its lease, the arrival of the signal it
+      waits for); None when none is.
+    """
+
+    by_status: Mapping[Status, int]
+    due: int
+    oldest_due: float | None

@@ -14,7 +14,6 @@ from kernel._scope import Scope
 from kernel.durable._engine import Engine
 from kernel.durable._options import EngineOptions
 from kernel.durable._store import Store
-from kernel.durable._worker import Worker
 
 __all__ = ["engine"]
 
@@ -86,13 +85,11 @@ def engine(
             if options.recover_on_startup:
                 await value.recover()
             if options.worker:
-                value.worker = Worker(value)
-                scope.nursery.start_soon(value.worker.run, name=f"{scope.id}.worker")
+                value.start_worker(scope.nursery)
             yield value
-            value.disposing = True
         finally:
             if value is not None:
-                value.unwatch()
+                value.dispose()
             with trio.CancelScope(shield=True):
                 await store.close()
 

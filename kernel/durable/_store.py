@@ -9,6 +9,10 @@ Contract, common to every method:
 
 - Every method is a trio checkpoint; cancellation propagates and leaves no partial write
   (each write is one transaction).
+- The writes that change an execution (`create_execution`, `record_step`, `release`) take
+  an optional ``audit`` entry, appended in the same transaction: a step's result and its
+  timeline line, or an execution's end and its ``status_changed`` line, are stored
+  together or not at all, in one trip to the store.
 - *Fenced* writes take the ``worker`` that claimed the execution: they succeed only while
   the execution is ``running`` and owned by that worker, and raise `LeaseLostError`
   otherwise (the lease expired and another worker claimed it, or it was cancelled). A
@@ -30,9 +34,16 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from typing import Protocol, runtime_checkable
 
-from kernel.durable._records import AuditEntry, Execution, Schedule, Status, StepRecord
+from kernel.durable._records import (
+    AuditEntry,
+    Execution,
+    Schedule,
+    Status,
+    StepRecord,
+    StoreStats,
+)
 
-__all__ = ["LocalStore", "Store"]
+__all__ = ["LocalStore", "Store", "WatchedStore"]
 
 
 @runtime_checkable
@@ -40,7 +51,9 @@ class Store(Protocol):
     """Persistence for durable executions (see the module docstring for the contract)."""
 
     #: True when every writer lives in this process and the store is a `LocalStore` (it has
-    #: ``watch``): engines then wake on its writes and on timers, and never poll.
+    #: ``watch``): engines then wake on its writes and on timers, and never poll. A
+    #: `WatchedStore` that is not local wakes engines on other processes' writes too, and
+    #: they still poll every ``polling_interval``, in case a notification was missed.
     local: bool
 
     async def open(self) -> None:
@@ -51,12 +64,14 @@ class Store(Protocol):
 
     # ------------------------------------------------------------------ executions
 
-    async def create_execution(self, execution: Execution) -> Execution:
-        """Insert ``execution`` and return it.
+    async def create_execution(
+        self, execution: Execution, *, audit: AuditEntry | None = None
+    ) -> Execution:
+        """Insert ``execution`` (and ``audit``, in the same transaction) and return it.
 
         When ``execution.idempotency_key`` is already used by another execution, insert
-        nothing and return that execution (atomically: two concurrent calls with one key
-        create one execution). An ``id`` already used raises ValueError.
+        nothing (no audit either) and return that execution (atomically: two concurrent
+        calls with one key create one execution). An ``id`` already used raises ValueError.
         """
 
     async def get_execution(self, execution_id: str) -> Execution | None:
@@ -103,8 +118,10 @@ class Store(Protocol):
         wake_at: float | None = None,
         waiting_for: str | None = None,
         attempt: int | None = None,
+        audit: AuditEntry | None = None,
     ) -> Execution:
-        """Fenced: leave ``running`` for ``status``, clearing owner and lease.
+        """Fenced: leave ``running`` for ``status``, clearing owner and lease (and append
+        ``audit`` in the same transaction).
 
         Sets ``result``, ``error``, ``wake_at``, ``waiting_for`` as given (None clears)
         and ``attempt`` when not None; returns the execution as updated. With
@@ -125,11 +142,18 @@ class Store(Protocol):
         unpaused schedule. None when there is none. A time that cannot be read back is no
         answer: the result is always a finite float or None."""
 
+    async def stats(self, *, now: float) -> StoreStats:
+        """Counts for the engine's metrics at ``now`` (see `StoreStats`). Reads every
+        execution row's status: a call for a scrape interval, not for every round."""
+
     # ------------------------------------------------------------------ steps
 
-    async def record_step(self, worker: str, step: StepRecord) -> None:
-        """Fenced: record a completed step. The first record of a step id wins; recording
-        the same id again is a no-op."""
+    async def record_step(
+        self, worker: str, step: StepRecord, *, audit: AuditEntry | None = None
+    ) -> None:
+        """Fenced: record a completed step (and append ``audit``, in the same transaction).
+        The first record of a step id wins; recording the same id again records nothing
+        (the audit entry is still appended)."""
 
     async def list_step_results(self, execution_id: str) -> list[StepRecord]:
         """The execution's recorded steps, in the order they were recorded (one that cannot
@@ -194,9 +218,17 @@ class Store(Protocol):
 
 
 @runtime_checkable
-class LocalStore(Store, Protocol):
-    """A store whose writers all live in this process (`MemoryStore`)."""
+class WatchedStore(Store, Protocol):
+    """A store that tells this process about writes (`MemoryStore`: its own, at once;
+    `SqliteStore`: other processes', within a few milliseconds)."""
 
     def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
-        """Call ``callback()`` after each write that can make an execution runnable or
-        ended; return the function that stops watching."""
+        """Call ``callback()`` (in the trio thread, never from inside a store call) after
+        writes that can make an execution runnable or ended; return the function that
+        stops watching. Needs an open store and a running trio loop."""
+
+
+@runtime_checkable
+class LocalStore(WatchedStore, Protocol):
+    """A store whose writers all live in this process (`MemoryStore`): ``local`` is True,
+    and ``watch`` reports every write."""

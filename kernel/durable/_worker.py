@@ -6,29 +6,62 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import TYPE_CHECKING, Any
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
 from kernel._definitions import Task
 from kernel._errors import ConfigError
 from kernel._shutdown import ShuttingDown
-from kernel.durable._context import Context, Suspend
+from kernel.durable._context import Context, RunEnv, Suspend
 from kernel.durable._errors import (
     CompensationFailedError,
     CorruptRecordError,
     DurableError,
     LeaseLostError,
+    StoreUnavailableError,
 )
+from kernel.durable._options import EngineOptions
 from kernel.durable._records import AuditEntry, Execution, Status
 from kernel.durable._serde import dumps, loads
+from kernel.durable._store import Store
 from kernel.observability import execution_id as log_execution_id
 from kernel.observability import execution_watch, kernel_logger
 
 if TYPE_CHECKING:
-    from kernel.durable._engine import Engine
+    from kernel._host import Host
 
-__all__ = ["Worker", "retry_delay"]
+__all__ = ["Worker", "WorkerHost", "retry_delay"]
+
+
+class WorkerHost(Protocol):
+    """What a worker needs of its engine (`kernel.durable.Engine` is one): the worker
+    depends on this, not on the engine's module."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def store(self) -> Store: ...
+    @property
+    def runtime(self) -> Host: ...
+    @property
+    def options(self) -> EngineOptions: ...
+    @property
+    def worker_id(self) -> str: ...
+    @property
+    def env(self) -> RunEnv: ...
+    @property
+    def current(self) -> ContextVar[Context | None]: ...
+
+    def now(self) -> float: ...
+    def poke(self) -> None: ...
+    def wake_event(self) -> trio.Event: ...
+    def finished(self, execution: Execution) -> None: ...
+    def changed(self, execution_id: str) -> None: ...
+    def workflow_task(self, workflow_id: str) -> Task | None: ...
+    async def fire_due_schedules(self) -> None: ...
+
 
 #: Errors that no retry can fix: the execution fails at once. Every DurableError a run
 #: raises is one (non-determinism, unreadable rows, unserializable results, misuse of the
@@ -40,6 +73,9 @@ _FATAL = (DurableError, ConfigError)
 #: claimable only once it has passed) is looked at again this much later, never in a spin
 #: (under a MockClock, a spin at one instant would never end).
 _MIN_IDLE = 0.001
+#: The first and the longest wait before looking at a store that did not answer again.
+_OUTAGE_FIRST = 0.05
+_OUTAGE_LONGEST = 5.0
 
 
 def retry_delay(attempt: int) -> float:
@@ -52,11 +88,20 @@ def describe_error(exc: BaseException) -> str:
 
 
 class Worker:
-    """Runs the executions of one engine; lives in the engine resource's nursery."""
+    """Runs the executions of one engine; lives in the engine resource's nursery. The
+    runs in progress go in ``running``, the engine's (it cancels them through it)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: WorkerHost, running: dict[str, trio.CancelScope]) -> None:
         self.engine = engine
-        self.running: dict[str, trio.CancelScope] = {}
+        self.running = running
+        #: Whether a run ending must wake the loop to claim: the last claim filled every
+        #: free slot (there may be more), or none was free. When it found less than it
+        #: could take, nothing was left, and an end (a terminal status makes nothing else
+        #: runnable) need not look again: whatever becomes runnable after pokes the engine
+        #: or is due by time.
+        self._claim_on_end = True
+        #: Runs whose release just ended their execution (read when the run finishes).
+        self._ended_here: set[str] = set()
         #: The lease renewal of each run, stopped before the run writes its outcome.
         self._renewers: dict[str, trio.CancelScope] = {}
         self._log = kernel_logger(engine.id)
@@ -66,30 +111,49 @@ class Worker:
         engine = self.engine
         options = engine.options
         await engine.runtime.wait_ready()  # workflows may need resources started after us
+        outage = 0.0  # the current wait between looks at a store that does not answer
         async with trio.open_nursery() as runs:
             while True:
                 wake = engine.wake_event()
-                if not engine.runtime.shutting_down:
-                    await engine.fire_due_schedules()
-                    free = options.concurrency - len(self.running)
-                    if free > 0:
-                        now = engine.now()
-                        claimed = await engine.store.claim(
-                            engine.worker_id,
-                            now=now,
-                            lease_until=now + options.claim_ttl,
-                            limit=free,
-                        )
-                        for execution in claimed:
-                            if execution.terminal:  # its row was unreadable: failed
-                                await self._unreadable(execution, now)
-                            elif execution.id not in self.running:
-                                self.running[execution.id] = trio.CancelScope()
-                                runs.start_soon(self._run, execution)
-                        if len(claimed) == free:
-                            await trio.lowlevel.checkpoint()
-                            continue
-                await self._idle(wake)
+                try:
+                    if await self._round(runs):
+                        await trio.lowlevel.checkpoint()
+                        continue
+                    await self._idle(wake)
+                except StoreUnavailableError as exc:
+                    if not outage:
+                        self._log.warning("{}; looking again, backing off", exc)
+                    outage = min(max(outage * 2, _OUTAGE_FIRST), _OUTAGE_LONGEST)
+                    await trio.sleep(min(outage, options.polling_interval))
+                    continue
+                if outage:
+                    self._log.info("the store answers again")
+                    outage = 0.0
+
+    async def _round(self, runs: trio.Nursery) -> bool:
+        """Fire due schedules, claim what the free slots can take and start it; whether
+        every slot was filled (so that there may be more to claim at once)."""
+        engine = self.engine
+        options = engine.options
+        self._claim_on_end = True
+        if engine.runtime.shutting_down:
+            return False
+        await engine.fire_due_schedules()
+        free = options.concurrency - len(self.running)
+        if free <= 0:
+            return False
+        now = engine.now()
+        claimed = await engine.store.claim(
+            engine.worker_id, now=now, lease_until=now + options.claim_ttl, limit=free
+        )
+        for execution in claimed:
+            if execution.terminal:  # its row was unreadable: failed
+                await self._unreadable(execution, now)
+            elif execution.id not in self.running:
+                self.running[execution.id] = trio.CancelScope()
+                runs.start_soon(self._run, execution)
+        self._claim_on_end = len(claimed) == free
+        return self._claim_on_end
 
     async def _idle(self, wake: trio.Event) -> None:
         engine = self.engine
@@ -113,6 +177,13 @@ class Worker:
         # The nursery wraps what leaves it in an ExceptionGroup: hence ``except*``.
         except* LeaseLostError:
             self._log.warning("execution {}: lease lost; the run stopped", execution.id)
+        except* StoreUnavailableError as group:
+            # What was recorded stays; the lease runs out, then a worker runs it again.
+            self._log.warning(
+                "execution {}: the store failed ({}); the run stopped",
+                execution.id,
+                group.exceptions[0],
+            )
         except* trio.Cancelled:
             await self._hand_back(execution)
             raise
@@ -120,7 +191,9 @@ class Worker:
             log_execution_id.reset(token)
             del self.running[execution.id]
             self._renewers.pop(execution.id, None)
-            self.engine.poke()
+            if execution.id not in self._ended_here or self._claim_on_end:
+                self.engine.poke()
+            self._ended_here.discard(execution.id)
 
     async def _hand_back(self, execution: Execution) -> None:
         """The engine is being disposed mid-run: give the execution back at once, so a
@@ -129,7 +202,7 @@ class Worker:
         with (
             trio.CancelScope(shield=True),
             trio.move_on_after(engine.options.claim_ttl),
-            contextlib.suppress(LeaseLostError, CorruptRecordError),
+            contextlib.suppress(LeaseLostError, CorruptRecordError, StoreUnavailableError),
         ):
             await engine.store.release(
                 execution.id, engine.worker_id, status="pending", now=engine.now()
@@ -148,6 +221,8 @@ class Worker:
                         engine.worker_id,
                         lease_until=engine.now() + engine.options.claim_ttl,
                     )
+                except StoreUnavailableError as exc:  # the lease may hold: try again later
+                    self._log.warning("execution {}: lease not renewed ({})", execution_id, exc)
                 except LeaseLostError:
                     if renewing.cancel_called:
                         return  # the run released it meanwhile: not a lost lease
@@ -178,8 +253,8 @@ class Worker:
             )
         except ShuttingDown:
             await self._release(execution, "pending")
-        except LeaseLostError:
-            raise
+        except (LeaseLostError, StoreUnavailableError):
+            raise  # (the store's failure, not the execution's: nothing more is written)
         except CompensationFailedError as exc:
             watch.failed(exc)
             await self._release(execution, "compensation_failed", error=describe_error(exc))
@@ -238,6 +313,15 @@ class Worker:
         if renewing is not None:
             renewing.cancel()  # a renewal racing the release must not cancel the run
         now = engine.now()
+        audit = None
+        if engine.options.audit:
+            audit = _status_line(
+                execution.id,
+                now,
+                status,
+                execution.attempt if attempt is None else attempt,
+                error,
+            )
         try:
             updated = await engine.store.release(
                 execution.id,
@@ -249,13 +333,14 @@ class Worker:
                 wake_at=wake_at,
                 waiting_for=waiting_for,
                 attempt=attempt,
+                audit=audit,
             )
         except CorruptRecordError as exc:  # its row went bad during the run
             self._log.warning("{}; not released (a claim fails it if it has not ended)", exc)
             engine.poke()
-            engine.finished(execution.id)
+            engine.changed(execution.id)
             return
-        await self._reported(updated, now)
+        self._ended(updated)
 
     async def _unreadable(self, execution: Execution, now: float) -> None:
         """A claim failed ``execution``: its row could not be read back. A run of it here
@@ -263,20 +348,31 @@ class Worker:
         running = self.running.get(execution.id)
         if running is not None:
             running.cancel()
-        await self._reported(execution, now)
-
-    async def _reported(self, execution: Execution, now: float) -> None:
-        """Audit and log the status the execution went to; wake its waiters if it ended."""
         engine = self.engine
-        status, error = execution.status, execution.error
         if engine.options.audit:
-            data: dict[str, object] = {"to": status, "attempt": execution.attempt}
-            if error is not None:
-                data["error"] = error
-            await engine.store.append_audit(
-                AuditEntry(execution.id, "status_changed", now, None, data)
+            line = _status_line(
+                execution.id, now, execution.status, execution.attempt, execution.error
             )
+            await engine.store.append_audit(line)
+        self._ended(execution)
+
+    def _ended(self, execution: Execution) -> None:
+        """Log the status the execution went to (its audit line is written); hand it to
+        its waiters if it ended."""
+        status = execution.status
         if status == "failed" or status == "compensation_failed":
-            self._log.error("execution {} {}: {}", execution.id, status, error)
+            self._log.error("execution {} {}: {}", execution.id, status, execution.error)
         if execution.terminal:
-            engine.finished(execution.id)
+            if execution.id in self.running:
+                self._ended_here.add(execution.id)
+            self.engine.finished(execution)
+
+
+def _status_line(
+    execution_id: str, now: float, status: Status, attempt: int, error: str | None
+) -> AuditEntry:
+    """The ``status_changed`` line of the timeline for an execution going to ``status``."""
+    data: dict[str, object] = {"to": status, "attempt": attempt}
+    if error is not None:
+        data["error"] = error
+    return AuditEntry(execution_id, "status_changed", now, None, data)

@@ -138,7 +138,9 @@ def test_quick_run_prints_the_table_and_writes_json_and_png(
     durable = {e["id"]: e for e in data["scenarios"] if e["id"].startswith("durable.")}
     assert set(durable) == POSTGRES_ROWS | {
         "durable.latency_sqlite",
+        "durable.latency_sqlite_full",
         "durable.throughput_sqlite",
+        "durable.throughput_sqlite_full",
         "durable.replay_step",
     }
     for row_id in POSTGRES_ROWS:

@@ -16,13 +16,13 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NoReturn
 
 import pytest
 
-__all__ = ["cluster"]
+__all__ = ["cluster", "restartable_cluster"]
 
 _INSTALL_ROOT = Path("/usr/lib/postgresql")
 _SERVER_USER = "postgres"
@@ -75,6 +75,15 @@ def cluster() -> Iterator[str]:
     The server trusts every local connection (user ``test``, database ``postgres``) and
     runs with ``fsync=off``: fast, and fine for data that dies with the test session.
     """
+    with restartable_cluster() as (dsn, _):
+        yield dsn
+
+
+@contextlib.contextmanager
+def restartable_cluster() -> Iterator[tuple[str, Callable[[], None]]]:
+    """`cluster`, yielding also ``restart()``: stop the server at once (``-m immediate``,
+    as a crash: every connection cut, no checkpoint) and start it again on the same port;
+    blocks until it accepts connections."""
     bin_dir = _bin_dir()
     run_as: list[str] = []
     owner: pwd.struct_passwd | None = None
@@ -124,7 +133,26 @@ def cluster() -> Iterator[str]:
         )
         if done.returncode != 0:
             fail("server start", done)
-        yield f"postgresql://test@127.0.0.1:{port}/postgres"
+
+        def restart() -> None:
+            done = run(str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-m", "immediate", "stop")
+            if done.returncode != 0:
+                fail("server stop", done)
+            done = run(
+                str(bin_dir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(log),
+                "-w",
+                "-o",
+                options,
+                "start",
+            )
+            if done.returncode != 0:
+                fail("server restart", done)
+
+        yield f"postgresql://test@127.0.0.1:{port}/postgres", restart
     finally:
         if initialised:
             run(str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-m", "immediate", "stop")

@@ -1,7 +1,8 @@
 """A durable worker process on SQLite, for `test_corrupt_file` to corrupt its file under it.
 
-``python -m tests.kernel.durable.sqlite_worker_program DB_PATH`` runs an app whose engine
-works on the `SqliteStore` at DB_PATH until SIGTERM (a graceful shutdown: exit 0). The test
+``python -m tests.kernel.durable.sqlite_worker_program DB_PATH [POLLING_INTERVAL]`` runs
+an app whose engine works on the `SqliteStore` at DB_PATH (polling every 0.05 s unless
+told otherwise) until SIGTERM (a graceful shutdown: exit 0). The test
 process builds the same app with ``worker=False`` to start executions and wait for them.
 Its workflows (`Flows`): ``w.echo`` returns its input through one step, ``w.nap`` sleeps
 durably for an hour, ``w.hold`` runs a step that never ends.
@@ -39,10 +40,15 @@ async def _forever() -> None:
     await trio.sleep_forever()
 
 
-def build_app(db_path: str, *, worker: bool) -> tuple[kernel.App, kernel.Resource, Flows]:
+def build_app(
+    db_path: str, *, worker: bool, polling_interval: float = 0.05
+) -> tuple[kernel.App, kernel.Resource, Flows]:
     """The app, its engine resource on ``SqliteStore(db_path)`` and its workflows."""
     engine = durable.engine(
-        "durable", store=durable.SqliteStore(db_path), worker=worker, polling_interval=0.05
+        "durable",
+        store=durable.SqliteStore(db_path),
+        worker=worker,
+        polling_interval=polling_interval,
     )
 
     @kernel.task("w.echo", deps={"durable": engine}, tags=[durable.workflow()])
@@ -63,9 +69,9 @@ def build_app(db_path: str, *, worker: bool) -> tuple[kernel.App, kernel.Resourc
 
 
 def main(argv: list[str]) -> None:
-    """Run a worker until SIGTERM: ``DB_PATH``."""
-    [db_path] = argv
-    app, _, _ = build_app(db_path, worker=True)
+    """Run a worker until SIGTERM: ``DB_PATH [POLLING_INTERVAL]``."""
+    db_path, *rest = argv
+    app, _, _ = build_app(db_path, worker=True, polling_interval=float(rest[0]) if rest else 0.05)
     kernel.main(app, drain_timeout=1.0)
 
 

@@ -34,11 +34,14 @@ DEADLINE = 10.0
 
 
 @asynccontextmanager
-async def worker_process(db: Path, log: Path) -> AsyncIterator[trio.Process]:
+async def worker_process(
+    db: Path, log: Path, *, polling_interval: float = 0.05
+) -> AsyncIterator[trio.Process]:
     """A worker process on ``db`` (stderr to ``log``); stopped with SIGTERM at the end of
     the block, which it must survive to exit 0."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-m", "tests.kernel.durable.sqlite_worker_program", str(db)]
+    program = "tests.kernel.durable.sqlite_worker_program"
+    command = [sys.executable, "-m", program, str(db), str(polling_interval)]
     with log.open("wb") as stderr:
         process = await trio.lowlevel.open_process(
             command, cwd=ROOT, env=env, stdout=stderr, stderr=stderr

@@ -20,18 +20,23 @@ from typing import Any, NoReturn
 import psycopg
 import pytest
 import trio
+import trio.testing
 from psycopg import sql
 
 from kernel.durable import (
     AuditEntry,
     CorruptRecordError,
+    DurableError,
+    Engine,
     Execution,
     LeaseLostError,
     PostgresStore,
     Schedule,
     SerializationError,
     StepRecord,
+    StoreUnavailableError,
 )
+from kernel.durable._postgres import SCHEMA_VERSION
 from tests.kernel.durable import postgres_cluster
 
 
@@ -356,3 +361,127 @@ def test_a_cluster_that_cannot_start_shows_its_log(monkeypatch: pytest.MonkeyPat
         monkeypatch.setattr(postgres_cluster, "_free_port", lambda: taken.getsockname()[1])
         with pytest.raises(RuntimeError, match=r"(?s)server start failed.*tail.*could not bind"):
             postgres_cluster.cluster().__enter__()
+
+
+async def test_a_statement_the_server_refuses_is_a_durable_error(
+    pg_store: PostgresStore, postgres_dsn: str
+) -> None:
+    _execute(postgres_dsn, "DROP TABLE {s}.audit", pg_store.schema)
+    with pytest.raises(DurableError, match=r"PostgresStore at 127\.0\.0\.1:\d+: UndefinedTable"):
+        await pg_store.list_audit_entries("e1")
+    assert await pg_store.get_execution("e1") is None  # the other tables still answer
+
+
+async def test_connections_cut_by_the_server_are_a_store_unavailable_error_once(
+    pg_store: PostgresStore, postgres_dsn: str
+) -> None:
+    await pg_store.create_execution(Execution(id="e1", workflow="wf", input="{}"))
+    pool = pg_store._pool
+    assert pool is not None
+    with pool.connection(), pool.connection(), pool.connection():
+        pass  # the pool now holds three connections, idle
+    assert pool.get_stats()["pool_size"] >= 3
+    # Every connection of the store's pool is cut, as a server restart does.
+    _execute(
+        postgres_dsn,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+        "AND datname = current_database() AND backend_type = 'client backend'",
+        pg_store.schema,
+    )
+    with pytest.raises(StoreUnavailableError, match=r"PostgresStore at 127\.0\.0\.1:\d+"):
+        await pg_store.get_execution("e1")
+    # The failure checked the pool: the next calls get live connections (without the check
+    # each dead idle connection would fail a call of its own).
+    for _ in range(pg_store.pool_size + 1):
+        assert (await pg_store.get_execution("e1")) is not None
+
+
+async def test_a_schema_of_a_newer_version_is_refused_naming_it(postgres_dsn: str) -> None:
+    schema = _schema()
+    store = PostgresStore(postgres_dsn, schema=schema)
+    await store.open()
+    await store.close()
+    _execute(postgres_dsn, "UPDATE {s}.schema_version SET version = %s", schema, SCHEMA_VERSION + 3)
+    with pytest.raises(DurableError, match=f"schema version {SCHEMA_VERSION + 3};.*upgrade"):
+        await PostgresStore(postgres_dsn, schema=schema).open()
+
+
+async def test_a_schema_from_before_the_version_table_opens_and_is_stamped(
+    postgres_dsn: str,
+) -> None:
+    schema = _schema()
+    store = PostgresStore(postgres_dsn, schema=schema)
+    await store.open()
+    await store.create_execution(Execution(id="old", workflow="wf", input="{}"))
+    await store.close()
+    _execute(postgres_dsn, "DROP TABLE {s}.schema_version", schema)
+    reopened = PostgresStore(postgres_dsn, schema=schema)
+    await reopened.open()
+    try:
+        assert (await reopened.get_execution("old")) is not None
+    finally:
+        await reopened.close()
+    with psycopg.connect(postgres_dsn) as conn:
+        query = sql.SQL("SELECT version FROM {s}.schema_version").format(s=sql.Identifier(schema))
+        assert conn.execute(query).fetchall() == [(SCHEMA_VERSION,)]
+
+
+@pytest.mark.parametrize("level", ["off", "on"])
+async def test_synchronous_commit_sets_the_sessions_setting(postgres_dsn: str, level: str) -> None:
+    store = PostgresStore(postgres_dsn, schema=_schema(), synchronous_commit=level)  # type: ignore[arg-type]
+    await store.open()
+    try:
+        assert store._pool is not None
+        with store._pool.connection() as conn:
+            assert conn.execute("SHOW synchronous_commit").fetchone() == (level,)
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize(
+    ("value", "error"), [("fast", ValueError), (True, TypeError), (0, TypeError)]
+)
+def test_a_bad_synchronous_commit_names_the_field(value: object, error: type[Exception]) -> None:
+    with pytest.raises(error, match="synchronous_commit"):
+        PostgresStore("postgresql://x", synchronous_commit=value)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def patient_clock() -> trio.testing.MockClock:
+    """A mock clock that jumps only after half a second of real idleness."""
+    return trio.testing.MockClock(autojump_threshold=0.5)
+
+
+async def test_a_start_in_one_process_wakes_a_worker_in_another_at_once(
+    postgres_dsn: str, patient_clock: trio.testing.MockClock
+) -> None:
+    # Two PostgresStores on one schema stand in for two processes; both would poll only
+    # every hour. The worker's listen thread gets the front's NOTIFY within milliseconds of
+    # real time, during which the mock clock stands still.
+    from tests.kernel.durable.helpers import running_engine, workflow
+
+    schema = _schema()
+    ran_at: list[float] = []
+
+    @workflow("notified")
+    async def notified(value: int, *, durable: Engine) -> int:
+        ran_at.append(trio.current_time())
+        return value + 1
+
+    async with (
+        running_engine(
+            notified, store=PostgresStore(postgres_dsn, schema=schema), polling_interval=3600
+        ) as (_, back),
+        running_engine(
+            notified,
+            store=PostgresStore(postgres_dsn, schema=schema),
+            worker=False,
+            polling_interval=3600,
+        ) as (_, front),
+    ):
+        assert back.worker is not None
+        await trio.sleep(1)  # both engines are up and idle
+        xid = await front.start(notified, 1)
+        assert await front.wait(xid) == 2
+        assert ran_at == [1.0]  # woken by the notification, not by a poll
+        assert trio.current_time() == 1.0  # and so was the front's wait

@@ -284,6 +284,17 @@ async def test_ticks_missed_while_no_engine_ran_start_one_execution(
         ]
 
 
+async def test_update_schedule_can_set_a_none_input(autojump_clock: trio.abc.Clock) -> None:
+    tick, runs = ticker()
+    async with running_engine(tick) as (_, e):
+        await e.ensure_schedule(tick, {"n": 1}, id="s", interval=60)
+        cleared = await e.update_schedule("s", input=None)
+        assert cleared.input == "null"
+        assert (await e.update_schedule("s", interval=30)).input == "null"  # not given: kept
+        await runs.reach(1)
+        assert [run.value for run in runs] == [None]
+
+
 async def test_update_schedule_changes_the_input_and_the_cadence(
     autojump_clock: trio.abc.Clock,
 ) -> None:

@@ -31,7 +31,15 @@ from kernel.durable import (
 )
 from kernel.durable._records import STATUSES
 from kernel.durable._rows import read_execution
-from kernel.durable._sqlite import _EXECUTION_FIELDS, _SCHEMA, _UNREADABLE
+from kernel.durable._sqlite import (
+    _CHECKPOINT_EVERY,
+    _EXECUTION_FIELDS,
+    _INLINE_ROWS,
+    _SCHEMA,
+    _UNREADABLE,
+    SCHEMA_VERSION,
+    Synchronous,
+)
 
 
 def execution(execution_id: str, **fields: object) -> Execution:
@@ -405,3 +413,134 @@ def test_the_sql_check_of_a_row_agrees_with_reading_it_back(row: dict[str, objec
         assert unreadable == 1, stored
     else:
         assert unreadable == 0, stored
+
+
+# ---------------------------------------------------------------------- durability, schema
+
+
+@pytest.mark.parametrize(("synchronous", "level"), [("normal", 1), ("full", 2)])
+async def test_synchronous_sets_how_commits_reach_the_disk(
+    path: Path, synchronous: Synchronous, level: int
+) -> None:
+    store = SqliteStore(path, synchronous=synchronous)
+    await store.open()
+    try:
+        await store.create_execution(execution("e1"))
+        assert len(await store.claim("w", now=1.0, lease_until=9.0, limit=1)) == 1
+        await store.record_step("w", StepRecord("e1", "s", 0, "1", 2.0))
+        assert await store.list_step_results("e1") == [StepRecord("e1", "s", 0, "1", 2.0)]
+        assert store._connection is not None
+        assert store._connection.execute("PRAGMA synchronous").fetchone() == (level,)
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "field"),
+    [
+        ({"synchronous": "off"}, ValueError, "synchronous"),
+        ({"synchronous": 2}, TypeError, "synchronous"),
+        ({"busy_timeout": -1}, ValueError, "busy_timeout"),
+        ({"busy_timeout": "5"}, TypeError, "busy_timeout"),
+    ],
+)
+def test_bad_options_name_their_field(
+    path: Path, options: dict[str, object], error: type[Exception], field: str
+) -> None:
+    with pytest.raises(error, match=field):
+        SqliteStore(path, **options)  # type: ignore[arg-type]
+
+
+async def test_a_file_from_before_the_version_table_opens_and_is_stamped(path: Path) -> None:
+    raw = sqlite3.connect(path, isolation_level=None)
+    for statement in _SCHEMA:  # the schema as the releases before the version table made it
+        raw.execute(statement)
+    raw.execute(
+        "INSERT INTO executions (id, workflow, input, status, attempt, created_at, updated_at) "
+        "VALUES ('old', 'wf', '{}', 'pending', 0, 1.0, 1.0)"
+    )
+    raw.close()
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        assert (await store.get_execution("old")) == execution(
+            "old", created_at=1.0, updated_at=1.0
+        )
+        assert store._connection is not None
+        version = store._connection.execute("SELECT version FROM schema_version").fetchall()
+        assert version == [(SCHEMA_VERSION,)]
+    finally:
+        await store.close()
+
+
+async def test_a_file_of_a_newer_schema_is_refused_naming_its_version(path: Path) -> None:
+    store = SqliteStore(path)
+    await store.open()
+    await store.close()
+    raw = sqlite3.connect(path, isolation_level=None)
+    raw.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 7,))
+    raw.close()
+    with pytest.raises(DurableError, match=f"schema version {SCHEMA_VERSION + 7};.*upgrade"):
+        await SqliteStore(path).open()
+
+
+@pytest.mark.slow
+async def test_a_call_that_meets_another_writer_waits_for_it_in_the_thread(path: Path) -> None:
+    # Inline calls never wait for a lock: one that meets another process's write lock is
+    # run again in the store's thread, which waits up to busy_timeout, while the event
+    # loop goes on.
+    store = SqliteStore(path, busy_timeout=10)
+    await store.open()
+    raw = sqlite3.connect(path, isolation_level=None)
+    created: list[str] = []
+    try:
+        raw.execute("BEGIN IMMEDIATE")
+
+        async def create() -> None:
+            created.append((await store.create_execution(execution("e1"))).id)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(create)
+            ticks = 0
+            for _ in range(10):  # the loop runs on while the call waits for the lock
+                await trio.sleep(0.01)
+                ticks += 1
+            assert (ticks, created) == (10, [])
+            raw.execute("COMMIT")
+        assert created == ["e1"]
+        assert [e.id for e in await store.list_executions()] == ["e1"]
+    finally:
+        raw.close()
+        await store.close()
+
+
+async def test_a_listing_longer_than_an_inline_read_is_read_whole(path: Path) -> None:
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        await store.create_execution(execution("e1"))
+        await store.claim("w", now=1.0, lease_until=1e9, limit=1)
+        steps = [StepRecord("e1", f"s{n}", n, str(n), 2.0) for n in range(_INLINE_ROWS + 44)]
+        for step in steps:
+            await store.record_step("w", step)
+        assert await store.list_step_results("e1") == steps
+    finally:
+        await store.close()
+
+
+async def test_the_wal_is_checkpointed_by_the_store_not_inside_commits(path: Path) -> None:
+    # SQLite's automatic checkpoint is off (it would run inside a commit, on the event
+    # loop); the store checkpoints in its thread every _CHECKPOINT_EVERY commits, so the
+    # pages reach the database file.
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        assert store._connection is not None
+        assert store._connection.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
+        empty = (await trio.Path(path).stat()).st_size
+        for n in range(_CHECKPOINT_EVERY + 10):
+            await store.create_execution(execution(f"e{n}", error="x" * 200))
+        assert (await trio.Path(path).stat()).st_size > empty + 100 * _CHECKPOINT_EVERY
+        assert len(await store.list_executions()) == _CHECKPOINT_EVERY + 10
+    finally:
+        await store.close()

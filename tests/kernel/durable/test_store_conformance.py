@@ -27,6 +27,7 @@ from kernel.durable import (
     Status,
     StepRecord,
     Store,
+    StoreStats,
 )
 from tests.kernel.durable.conftest import KINDS, opened
 from tests.kernel.durable.corruption import CANNOT, corrupt
@@ -450,6 +451,29 @@ async def test_request_cancel_unknown_is_none(store: Store) -> None:
 # ---------------------------------------------------------------------- next_due
 
 
+async def test_stats_count_statuses_and_the_backlog(store: Store) -> None:
+    assert await store.stats(now=0.0) == StoreStats({}, 0, None)
+    await store.create_execution(execution("early", created_at=3.0, updated_at=3.0))
+    await store.create_execution(execution("late", wake_at=500.0))
+    await store.create_execution(execution("woken", wake_at=7.0))
+    await store.create_execution(execution("run"))
+    await store.create_execution(execution("wait"))
+    await store.create_execution(execution("done", status="completed"))
+    taken = {e.id for e in await store.claim("w", now=8.0, lease_until=20.0, limit=2)}
+    assert taken == {"run", "wait"}  # (the earliest due: created at 0)
+    await store.release("wait", "w", status="waiting", now=9.0, waiting_for="go")
+    stats = await store.stats(now=10.0)
+    assert stats.by_status == {"pending": 3, "running": 1, "waiting": 1, "completed": 1}
+    assert (stats.due, stats.oldest_due) == (2, 3.0)  # early (since 3) and woken (since 7)
+    await store.send_signal("wait", "go", "1", now=11.0)
+    assert await store.stats(now=12.0) == StoreStats(
+        {"pending": 3, "running": 1, "waiting": 1, "completed": 1}, 3, 3.0
+    )
+    # The running one's lease runs out at 20: runnable (again) since then.
+    later = await store.stats(now=600.0)
+    assert (later.due, later.oldest_due) == (5, 3.0)
+
+
 async def test_next_due_none_when_nothing(store: Store) -> None:
     assert await store.next_due() is None
     await store.create_execution(execution("w", status="waiting", waiting_for="go"))
@@ -637,6 +661,38 @@ async def test_append_audit_is_not_fenced(store: Store) -> None:
     await store.append_audit(AuditEntry("e1", "note", 11.0, data={"by": "anyone"}))
     [entry] = await store.list_audit_entries("e1")
     assert (entry.seq, entry.data) == (1, {"by": "anyone"})
+
+
+async def test_writes_append_their_audit_line_in_the_same_transaction(store: Store) -> None:
+    line = AuditEntry("e1", "status_changed", 1.0, data={"to": "pending"})
+    await store.create_execution(execution("e1", idempotency_key="k"), audit=line)
+    # Another execution with the key creates nothing, so appends nothing.
+    other = AuditEntry("e2", "status_changed", 1.0, data={"to": "pending"})
+    assert (await store.create_execution(execution("e2", idempotency_key="k"), audit=other)).id == (
+        "e1"
+    )
+    await store.claim("w1", now=10.0, lease_until=20.0, limit=1)
+    step = AuditEntry("e1", "step_completed", 11.0, step_id="s1", data={"duration_ms": 1.5})
+    await store.record_step("w1", StepRecord("e1", "s1", 0, '"one"', 11.0), audit=step)
+    end = AuditEntry("e1", "status_changed", 12.0, data={"to": "completed"})
+    await store.release("e1", "w1", status="completed", now=12.0, result="1", audit=end)
+    assert await store.list_audit_entries("e1") == [
+        attrs.evolve(line, seq=1),
+        attrs.evolve(step, seq=2),
+        attrs.evolve(end, seq=3),
+    ]
+    assert await store.list_audit_entries("e2") == []
+
+
+async def test_a_refused_fenced_write_appends_no_audit_line(store: Store) -> None:
+    await claimed(store, "e1", worker="w1")
+    line = AuditEntry("e1", "step_completed", 11.0, step_id="s1")
+    with pytest.raises(LeaseLostError):
+        await store.record_step("w2", StepRecord("e1", "s1", 0, "1", 11.0), audit=line)
+    with pytest.raises(LeaseLostError):
+        await store.release("e1", "w2", status="completed", now=12.0, audit=line)
+    assert await store.list_audit_entries("e1") == []
+    assert await store.list_step_results("e1") == []
 
 
 # ---------------------------------------------------------------------- schedules
