@@ -265,7 +265,7 @@ class Service:
     port: int = 80
 
 
-SECRETS = ["hunter2-pass", "tok3n", "k-one-secret", "ab"]
+SECRETS = ["hunter2-pass", "tok3n", "k-one-secret", "q7x-zz"]
 
 
 def shown(error: BaseException) -> str:
@@ -282,7 +282,7 @@ def shown(error: BaseException) -> str:
         {"APP_CREDENTIALS": '{"user": "u", "token": "tok3n"}'},
         {"APP_CREDENTIALS": '{"user": "u", "keys": ["k-one-secret", 3]}'},
         {"APP_CREDENTIALS__USER": "u", "APP_CREDENTIALS__KEYS": '["k-one-secret", 3]'},
-        {"APP_CREDENTIALS__USER": "u", "APP_CREDENTIALS__TOKEN": "ab", "APP_PORT": "ab"},
+        {"APP_CREDENTIALS__USER": "u", "APP_CREDENTIALS__TOKEN": "q7x-zz", "APP_PORT": "q7x-zz"},
     ],
 )
 def test_a_secret_value_never_appears_in_the_error(environ: dict[str, str]) -> None:
