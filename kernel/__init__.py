@@ -7,7 +7,7 @@ anything starts.
 This package imports ``middleware`` and ``resilience``, never the other way round.
 """
 
-from kernel import config, durable, events, exposure, metrics, observability, redis, tags
+from kernel import config, durable, events, exposure, lanes, metrics, observability, redis, tags
 from kernel._builtins import logger
 from kernel._definitions import (
     App,
@@ -41,7 +41,7 @@ from kernel._errors import (
     ResourceInitError,
     UnknownEventError,
 )
-from kernel._events import Emission, EmitReport
+from kernel._events import Delivery, Emission, EmitReport
 from kernel._graph import Graph, Node, dry_run
 from kernel._health import CheckResult, HealthReport
 from kernel._main import main
@@ -61,6 +61,7 @@ __all__ = [
     "CircularDependencyError",
     "ConfigError",
     "DefinitionError",
+    "Delivery",
     "DuplicateIdError",
     "Emission",
     "EmissionCycleError",
@@ -98,6 +99,7 @@ __all__ = [
     "events",
     "exposure",
     "hook",
+    "lanes",
     "logger",
     "main",
     "metrics",
