@@ -59,8 +59,20 @@ def _text(value: Any) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
-def _is(error: Exception, code: str) -> bool:
-    return str(error).startswith(code)
+def _busy_group(error: Exception) -> bool:
+    """``BUSYGROUP``: the group exists already (coredis raises its own class for it)."""
+    import coredis.exceptions
+
+    return isinstance(error, coredis.exceptions.StreamDuplicateConsumerGroupError) or str(
+        error
+    ).startswith("BUSYGROUP")
+
+
+def _no_group(error: Exception) -> bool:
+    """``NOGROUP``: the stream or its group is gone."""
+    import coredis.exceptions
+
+    return isinstance(error, coredis.exceptions.StreamConsumerGroupError) or "NOGROUP" in str(error)
 
 
 @attrs.define(eq=False)
@@ -93,8 +105,8 @@ class RedisBroker:
                 "XGROUP CREATE",
                 lambda: client.xgroup_create(self.stream, self.group, "0", mkstream=True),
             )
-        except self._response_error() as exc:
-            if not _is(exc, "BUSYGROUP"):
+        except Exception as exc:
+            if not _busy_group(exc):
                 raise
 
     async def add(self, fields: Mapping[str, str]) -> str:
@@ -126,8 +138,8 @@ class RedisBroker:
                     self.group, consumer, {self.stream: ">"}, count=count, block=block_ms
                 ),
             )
-        except self._response_error() as exc:
-            if not _is(exc, "NOGROUP"):
+        except Exception as exc:
+            if not _no_group(exc):
                 raise
             await self.prepare()  # the group is gone (Redis restarted without its data)
             return []
@@ -207,7 +219,7 @@ class RedisBroker:
                 "XINFO GROUPS", lambda: client.xinfo_groups(self.stream)
             )
         except self._response_error() as exc:
-            if _is(exc, "ERR no such key"):
+            if "no such key" in str(exc):
                 return None
             raise
         for group in groups:
@@ -218,8 +230,10 @@ class RedisBroker:
 
     async def pending(self) -> int:
         info = await self._group_info()
-        if info is None:
-            return 0
+        if info is None:  # no consumer has come yet: the group will start from the first
+            client = self.store.client
+            length = await self.store.command("XLEN", lambda: client.xlen(self.stream))
+            return int(length)
         lag = info.get("lag")
         if lag is None:  # Redis cannot tell (entries deleted): count what follows
             lag = len(await self._undelivered(info, 10_000))
@@ -228,15 +242,15 @@ class RedisBroker:
     async def _undelivered(self, info: Mapping[str, Any], count: int) -> list[Any]:
         client = self.store.client
         start = "(" + _text(info.get("last-delivered-id") or "0-0")
+        if start == "(0-0":
+            start = "-"
         rows = await self.store.command(
             "XRANGE", lambda: client.xrange(self.stream, start, "+", count=count)
         )
         return list(rows)
 
     async def oldest_pending_age(self) -> float | None:
-        info = await self._group_info()
-        if info is None:
-            return None
+        info = await self._group_info() or {"pending": 0, "last-delivered-id": "0-0"}
         client = self.store.client
         candidates: list[str] = []
         if int(info.get("pending") or 0):
