@@ -109,6 +109,13 @@ class RedisBroker:
             if not _busy_group(exc):
                 raise
 
+    async def _regroup(self, error: Exception) -> None:
+        """Re-raise ``error`` unless it says the group is gone (a Redis restarted without its
+        data): then create the group again. Entries it held are gone with it."""
+        if not _no_group(error):
+            raise error
+        await self.prepare()
+
     async def add(self, fields: Mapping[str, str]) -> str:
         client = self.store.client
         if self.maxlen is None:
@@ -139,9 +146,7 @@ class RedisBroker:
                 ),
             )
         except Exception as exc:
-            if not _no_group(exc):
-                raise
-            await self.prepare()  # the group is gone (Redis restarted without its data)
+            await self._regroup(exc)
             return []
         if not reply:
             return []
@@ -154,20 +159,28 @@ class RedisBroker:
     async def claim(self, consumer: str, message_id: str, min_idle: float) -> bool:
         client = self.store.client
         idle_ms = int(min_idle * 1000)
-        reply = await self.store.command(
-            "XCLAIM",
-            lambda: client.xclaim(self.stream, self.group, consumer, idle_ms, [message_id]),
-        )
+        try:
+            reply = await self.store.command(
+                "XCLAIM",
+                lambda: client.xclaim(self.stream, self.group, consumer, idle_ms, [message_id]),
+            )
+        except Exception as exc:
+            await self._regroup(exc)
+            return False
         return any(getattr(entry, "field_values", None) is not None for entry in reply)
 
     async def reclaim(self, consumer: str, min_idle: float, count: int) -> list[Entry]:
         client = self.store.client
-        reply = await self.store.command(
-            "XAUTOCLAIM",
-            lambda: client.xautoclaim(
-                self.stream, self.group, consumer, int(min_idle * 1000), "0-0", count=count
-            ),
-        )
+        try:
+            reply = await self.store.command(
+                "XAUTOCLAIM",
+                lambda: client.xautoclaim(
+                    self.stream, self.group, consumer, int(min_idle * 1000), "0-0", count=count
+                ),
+            )
+        except Exception as exc:
+            await self._regroup(exc)
+            return []
         entries = [e for e in reply[1] if getattr(e, "field_values", None) is not None]
         if not entries:
             return []
@@ -187,13 +200,22 @@ class RedisBroker:
 
     async def ack(self, message_id: str) -> None:
         client = self.store.client
-        await self.store.command("XACK", lambda: client.xack(self.stream, self.group, [message_id]))
+        try:
+            await self.store.command(
+                "XACK", lambda: client.xack(self.stream, self.group, [message_id])
+            )
+        except Exception as exc:
+            await self._regroup(exc)
 
     async def bury(self, message_id: str, record: Mapping[str, str]) -> bool:
         client = self.store.client
         args = [self.group, message_id, *(part for pair in record.items() for part in pair)]
         keys = [self.stream, self.dead, self.index]
-        reply = await self.store.command("dead-letter", lambda: client.eval(_BURY, keys, args))
+        try:
+            reply = await self.store.command("dead-letter", lambda: client.eval(_BURY, keys, args))
+        except Exception as exc:
+            await self._regroup(exc)
+            return False
         return reply is not None
 
     async def dead_letters(self, limit: int) -> list[dict[str, str]]:

@@ -35,6 +35,13 @@ def lanes_redis() -> Iterator[RedisServer]:
         yield server
 
 
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A server for this test alone, which it may kill and restart."""
+    with redis_server() as server:
+        yield server
+
+
 @pytest.fixture(params=["memory", "redis"])
 def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)

@@ -242,3 +242,47 @@ async def test_pending_counts_undelivered_entries_and_health_degrades(
         report = await rt.health()
         assert report.status == "degraded"
         assert value.stats().published == 3
+
+
+async def test_shutdown_during_a_batch_leaves_the_unfinished_for_another_consumer(
+    kit: Kit, clock: object
+) -> None:
+    started: list[str] = []
+    finished: list[str] = []
+    release = trio.Event()
+
+    @kernel.hook("slow", on=placed)
+    async def slow(emission: kernel.Emission) -> None:
+        started.append(emission.payload.order)
+        if emission.payload.amount == 0:  # quick: finishes within the drain
+            await trio.sleep(0.05)
+        else:  # stuck until after the drain deadline: cancelled
+            await release.wait()
+        finished.append(emission.payload.order)
+
+    first = kit.lane(claim_idle=0.3, batch=2)
+    async with kernel.run(kit.app(first, slow), drain_timeout=0.3) as rt:
+        await rt.emit(placed, Placed("quick", 0))
+        await rt.emit(placed, Placed("stuck", 1))
+        for n in range(3):
+            await rt.emit(placed, Placed(f"later{n}", 0))
+        await eventually(lambda: len(started) == 2)
+        rt.shutdown()
+        await trio.sleep_forever()  # the shutdown cancels the body after the drain
+    assert sorted(started) == ["quick", "stuck"]
+    assert finished == ["quick"]
+    release.set()
+    seen: list[str] = []
+
+    @kernel.hook("later", on=placed)
+    async def later(emission: kernel.Emission) -> None:
+        assert emission.delivery is not None
+        seen.append(f"{emission.payload.order}@{emission.delivery.attempt}")
+
+    second = kit.lane(claim_idle=0.3)
+    async with kernel.run(kit.app(second, later)) as rt:
+        await eventually(lambda: len(seen) == 4)
+        assert await rt.resource(second).pending() == 0
+    # "stuck" was delivered once before; a "later" one may have been read (not run) too
+    assert sorted(item.split("@")[0] for item in seen) == ["later0", "later1", "later2", "stuck"]
+    assert "stuck@2" in seen
