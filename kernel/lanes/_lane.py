@@ -33,7 +33,7 @@ from resilience import StoreUnavailable
 if TYPE_CHECKING:
     from kernel._runtime import Runtime
 
-__all__ = ["Lane", "consumer_name"]
+__all__ = ["Lane", "consumer_name", "dead_letter_of"]
 
 #: The longest pause between two tries of an emit waiting for the stream (``emit_wait``).
 _MAX_PAUSE = 1.0
@@ -185,7 +185,7 @@ class Lane:
         letters = []
         for raw in await self.broker.dead_letters(limit):
             try:
-                letters.append(_dead_letter(raw))
+                letters.append(dead_letter_of(raw))
             except (KeyError, ValueError) as exc:
                 logger.bind(source=self.id).warning(
                     "lane {!r}: skipping an unreadable dead-letter record ({}: {})",
@@ -211,7 +211,9 @@ class Lane:
         return new_id
 
 
-def _dead_letter(raw: dict[str, str]) -> DeadLetter:
+def dead_letter_of(raw: dict[str, str]) -> DeadLetter:
+    """A dead-letter record read back from the stream (untrusted): `KeyError` or
+    `ValueError` when it cannot be read."""
     text = raw.get("payload", "")
     try:
         payload: Any = json.loads(text)
