@@ -16,6 +16,7 @@ from kernel._events import Delivery
 from kernel.lanes._broker import MemoryBroker
 from kernel.lanes._errors import LaneUnavailable
 from kernel.lanes._lane import Lane
+from kernel.lanes._metrics import lane_families
 from kernel.lanes._resources import memory, redis
 from kernel.lanes._stats import DeadLetter, LaneStats, LaneStatus
 
@@ -27,6 +28,7 @@ __all__ = [
     "LaneStatus",
     "LaneUnavailable",
     "MemoryBroker",
+    "lane_families",
     "memory",
     "redis",
 ]

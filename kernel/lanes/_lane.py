@@ -26,6 +26,7 @@ from kernel.exposure import request_id
 from kernel.lanes._broker import Broker
 from kernel.lanes._envelope import seal
 from kernel.lanes._errors import LaneUnavailable
+from kernel.lanes._metrics import LIVE
 from kernel.lanes._options import LaneOptions
 from kernel.lanes._stats import Counters, DeadLetter, LaneStats, LaneStatus
 from resilience import StoreUnavailable
@@ -69,6 +70,8 @@ class Lane:
     consumer: str = attrs.field(factory=consumer_name)
     counters: Counters = attrs.field(init=False)
     closed: bool = attrs.field(init=False, default=False)
+    #: The latest `status` (``None`` before the first).
+    last_status: LaneStatus | None = attrs.field(init=False, default=None)
 
     def __attrs_post_init__(self) -> None:
         self.counters = Counters(self.options.id)
@@ -83,6 +86,16 @@ class Lane:
         """The envelope's ``source`` when the emitter has no id: the lane's ``source``
         option, else this process's host and pid."""
         return self.options.source or f"{socket.gethostname()}:{os.getpid()}"
+
+    def open(self) -> None:
+        """The lane runs: it shows in the process's metrics."""
+        LIVE.add(self)
+
+    def close(self) -> None:
+        """The lane stopped: emits raise `LaneUnavailable`, the consumer stops, the metrics
+        forget it."""
+        self.closed = True
+        LIVE.discard(self)
 
     # ------------------------------------------------------------------ producer
 
@@ -151,6 +164,10 @@ class Lane:
         """`stats` with the pending count and the oldest pending age, and whether they pass
         ``max_pending`` / ``max_pending_age``. Never raises for an unreachable stream: the
         status says ``"unavailable"``. Two or three round trips."""
+        self.last_status = status = await self._status()
+        return status
+
+    async def _status(self) -> LaneStatus:
         stats = self.stats()
         try:
             pending = await self.broker.pending()

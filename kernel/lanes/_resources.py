@@ -38,6 +38,7 @@ async def _serve(scope: Scope, options: LaneOptions, broker: Broker, block: floa
     if runtime is None:
         raise KernelError(f"lane {options.id!r} needs a running kernel.Runtime")
     lane = Lane(options, broker, runtime)
+    lane.open()
     for event in options.events:
         runtime.relay(event, lane.publish)
     if options.consume:
@@ -123,7 +124,7 @@ def redis(
             try:
                 yield lane
             finally:
-                lane.closed = True
+                lane.close()
 
         return kernel_resource(id, health=_health, tags=tuple(tags))(lane_on_store)
     if isinstance(store, Resource):
@@ -138,7 +139,7 @@ def redis(
             try:
                 yield value
             finally:
-                value.closed = True
+                value.close()
 
         return kernel_resource(id, deps={"store": store}, health=_health, tags=tuple(tags))(lane)
     raise DefinitionError(
@@ -198,6 +199,6 @@ def memory(
         try:
             yield value
         finally:
-            value.closed = True
+            value.close()
 
     return kernel_resource(id, health=_health, tags=tuple(tags))(memory_lane)

@@ -151,3 +151,21 @@ async def test_the_memory_stream_is_capped_and_trimmed_entries_are_gone() -> Non
     assert await broker.reclaim("c", 0.0, 10) == []
     assert await broker.replay("9-0") is None
     assert not await broker.bury("9-0", {})
+
+
+async def test_running_lanes_show_in_the_prometheus_text(kit: Kit, clock: object) -> None:
+    @kernel.hook("ok", on=placed)
+    async def ok(emission: kernel.Emission) -> None:
+        pass
+
+    lane = kit.lane("metrics.lane")
+    async with kernel.run(kit.app(lane, ok)) as rt:
+        await rt.emit(placed, Placed("A", 1))
+        await eventually(lambda: rt.resource(lane).stats().delivered == 1)
+        await rt.resource(lane).status()
+        text = kernel.metrics.prometheus_text()
+    assert 'trio_runner_lane_published_total{lane="metrics.lane"} 1.0' in text
+    assert 'trio_runner_lane_delivered_total{lane="metrics.lane"} 1.0' in text
+    assert 'trio_runner_lane_pending{lane="metrics.lane"} 0.0' in text
+    assert 'trio_runner_lane_delivery_latency_seconds{lane="metrics.lane",quantile="0.99"}' in text
+    assert "trio_runner_lane_" not in kernel.metrics.prometheus_text()  # stopped: forgotten
