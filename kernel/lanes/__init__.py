@@ -17,7 +17,7 @@ from kernel.lanes._broker import MemoryBroker
 from kernel.lanes._errors import LaneUnavailable
 from kernel.lanes._lane import Lane
 from kernel.lanes._metrics import lane_families
-from kernel.lanes._resources import memory, redis
+from kernel.lanes._resources import lane_tag, memory, redis
 from kernel.lanes._stats import DeadLetter, LaneStats, LaneStatus
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "LaneUnavailable",
     "MemoryBroker",
     "lane_families",
+    "lane_tag",
     "memory",
     "redis",
 ]

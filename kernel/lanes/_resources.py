@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, Final
 
 from kernel._definitions import Event, Resource, Tag, TagUse
 from kernel._definitions import resource as kernel_resource
+from kernel._definitions import tag as kernel_tag
 from kernel._errors import DefinitionError, KernelError
 from kernel._scope import Scope
 from kernel.lanes._broker import Broker, MemoryBroker
@@ -21,9 +22,14 @@ from kernel.lanes._consumer import READ_BLOCK, consume
 from kernel.lanes._lane import Lane
 from kernel.lanes._options import FailureMode, LaneOptions
 from kernel.lanes._redis import RedisBroker
+from kernel.tags import external_io
 from resilience.redis import Store
 
-__all__ = ["memory", "redis"]
+__all__ = ["lane_tag", "memory", "redis"]
+
+#: Carried by every lane resource, with its `LaneOptions` as the tag's config:
+#: ``rt.find(kernel.lanes.lane_tag)`` lists the lanes of an app (a console, a doctor).
+lane_tag: Final[Tag] = kernel_tag("kernel.lanes.lane")
 
 Events = Event | Sequence[Event]
 Seconds = float | timedelta
@@ -116,6 +122,7 @@ def redis(
         block = min(READ_BLOCK, store.op_timeout / 2)
         return RedisBroker(store, key, options.group, options.maxlen), block
 
+    uses = (lane_tag.with_config(options), external_io)
     if isinstance(store, Store):
         fixed = store
 
@@ -126,7 +133,7 @@ def redis(
             finally:
                 lane.close()
 
-        return kernel_resource(id, health=_health, tags=tuple(tags))(lane_on_store)
+        return kernel_resource(id, health=_health, tags=(*uses, *tags))(lane_on_store)
     if isinstance(store, Resource):
 
         async def lane(scope: Scope, store: Any) -> AsyncIterator[Lane]:
@@ -141,7 +148,7 @@ def redis(
             finally:
                 value.close()
 
-        return kernel_resource(id, deps={"store": store}, health=_health, tags=tuple(tags))(lane)
+        return kernel_resource(id, deps={"store": store}, health=_health, tags=(*uses, *tags))(lane)
     raise DefinitionError(
         f"lane {id!r}: store must be a kernel.redis.resource or a resilience.redis.Store, "
         f"got {store!r}"
@@ -201,4 +208,5 @@ def memory(
         finally:
             value.close()
 
-    return kernel_resource(id, health=_health, tags=tuple(tags))(memory_lane)
+    uses = (lane_tag.with_config(options),)
+    return kernel_resource(id, health=_health, tags=(*uses, *tags))(memory_lane)

@@ -169,3 +169,12 @@ async def test_running_lanes_show_in_the_prometheus_text(kit: Kit, clock: object
     assert 'trio_runner_lane_pending{lane="metrics.lane"} 0.0' in text
     assert 'trio_runner_lane_delivery_latency_seconds{lane="metrics.lane",quantile="0.99"}' in text
     assert "trio_runner_lane_" not in kernel.metrics.prometheus_text()  # stopped: forgotten
+
+
+async def test_the_lanes_of_an_app_are_found_by_their_tag(kit: Kit, clock: object) -> None:
+    lane = kit.lane(consume=False)
+    async with kernel.run(kit.app(lane)) as rt:
+        [(definition, options)] = rt.find(kernel.lanes.lane_tag)
+        assert definition is lane
+        assert options.id == "orders.lane"
+        assert rt.resource(definition).options is options
