@@ -287,6 +287,9 @@ class RedisBroker:
         if not candidates:
             return None
         oldest_ms = min(id_key(mid) for mid in candidates)[0]
-        now = await self.store.command("TIME", lambda: client.time())
-        age: float = now.timestamp() - oldest_ms / 1000
-        return max(0.0, age)
+        # The server's clock (entry ids are its milliseconds); TIME through a script, as
+        # coredis 6.9's time() misreads the microseconds.
+        seconds, micros = await self.store.command(
+            "TIME", lambda: client.eval("return redis.call('TIME')", [], [])
+        )
+        return max(0.0, int(seconds) + int(micros) / 1e6 - oldest_ms / 1000)

@@ -98,7 +98,9 @@ async def test_the_operators_reads_and_their_refusals(kit: Kit, clock: object) -
         await rt.emit(placed, Placed("A", 1))
         await trio.sleep(1.0)
         status = await value.status()
-        assert status.status == "degraded"
+        assert status.status == "degraded", status
+        assert status.oldest_pending_age is not None
+        assert 0.9 <= status.oldest_pending_age < 30
         assert "max_pending_age=0.5" in (status.problem or "")
         assert status.to_dict()["stats"]["published"] == 1
         with pytest.raises(RuntimeError, match="degraded"):
