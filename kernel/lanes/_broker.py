@@ -8,7 +8,8 @@ same rules, so that one conformance suite holds for both:
   *pending* on it until acknowledged (`ack`) or buried in the dead-letter stream (`bury`);
 - a pending entry can be taken again: by its consumer, for a retry (`claim`), or by any
   consumer once it has been idle ``min_idle`` seconds (`reclaim`: its consumer died). Every
-  delivery counts in the entry's delivery counter, which is the hooks' ``attempt``;
+  delivery counts in the entry's delivery counter, which is the hooks' ``attempt``; a
+  consumer keeps the entries it runs from going idle (`touch`, which is no delivery);
 - `bury` is atomic: the dead-letter record is written and the entry acknowledged together,
   and only if the entry is still pending (an entry acknowledged meanwhile is not buried);
 - `replay` moves one dead letter back onto the stream (a new entry), atomically.
@@ -64,6 +65,10 @@ class Broker(Protocol):
 
     async def reclaim(self, consumer: str, min_idle: float, count: int) -> list[Entry]:
         """Take up to ``count`` entries idle at least ``min_idle`` seconds on any consumer."""
+
+    async def touch(self, consumer: str, message_ids: list[str]) -> None:
+        """Reset the idle time of entries ``consumer`` is running (a heartbeat: a live
+        consumer's long run is not reclaimed); not a delivery, the counters stay."""
 
     async def ack(self, message_id: str) -> None:
         """Acknowledge an entry (it leaves the pending list)."""
@@ -174,6 +179,14 @@ class MemoryBroker:
             if entry is not None:
                 taken.append(entry)
         return taken
+
+    async def touch(self, consumer: str, message_ids: list[str]) -> None:
+        await trio.lowlevel.checkpoint()
+        now = trio.current_time()
+        for message_id in message_ids:
+            pending = self._pel.get(message_id)
+            if pending is not None and pending.consumer == consumer:
+                pending.since = now
 
     async def ack(self, message_id: str) -> None:
         await trio.lowlevel.checkpoint()

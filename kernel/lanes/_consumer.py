@@ -9,7 +9,9 @@ entries (``XREADGROUP``, blocking briefly), and run each in a task of its own:
   into the event's type; any failure buries the entry at once (``attempts == 0``), no hook runs;
 - an entry delivered more than ``max_attempts`` times already (its consumers kept dying) is
   buried without running;
-- the hooks run through ``Runtime.deliver`` (a tracked call: the drain waits for it); success
+- the hooks run through ``Runtime.deliver`` (a tracked call: the drain waits for it), while
+  a heartbeat keeps the entry from going idle (``XCLAIM ... JUSTID`` every ``claim_idle /
+  3``: a long run is not taken for a dead consumer's); success
   acknowledges the entry; a failure waits the retry delay, takes the entry again (``XCLAIM``,
   which counts the delivery) and runs again, until ``max_attempts`` runs have failed: then it
   is buried with the error and the attempt count.
@@ -22,6 +24,7 @@ acknowledgement could not be sent stays pending and is delivered again (at least
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
@@ -74,8 +77,22 @@ class _Slots:
 async def consume(lane: Lane, block: float = READ_BLOCK) -> None:
     """Run the lane's consumer until intake stops (or the lane's nursery is cancelled)."""
     await lane.runtime.wait_ready()
-    async with trio.open_nursery() as nursery:
-        await _loop(lane, nursery, block)
+    async with trio.open_nursery() as beating:
+        beating.start_soon(_heartbeat, lane)
+        async with trio.open_nursery() as nursery:
+            await _loop(lane, nursery, block)
+        beating.cancel_scope.cancel()
+
+
+async def _heartbeat(lane: Lane) -> None:
+    """Every ``claim_idle / 3``: keep the entries whose hooks run here from going idle, so
+    that a long run of a live consumer is not reclaimed (only a dead consumer's are)."""
+    interval = max(0.02, lane.options.claim_idle / 3)
+    while True:
+        await trio.sleep(interval)
+        if lane.running:
+            with contextlib.suppress(StoreUnavailable):  # the loop reports outages
+                await lane.broker.touch(lane.consumer, sorted(lane.running))
 
 
 async def _loop(lane: Lane, nursery: trio.Nursery, block: float) -> None:
@@ -94,6 +111,8 @@ async def _loop(lane: Lane, nursery: trio.Nursery, block: float) -> None:
             entries: list[Entry] = []
             if trio.current_time() >= next_reclaim:
                 entries = await broker.reclaim(lane.consumer, options.claim_idle, slots.free)
+                # (one of ours whose heartbeat was late: it runs here already)
+                entries = [entry for entry in entries if entry.id not in lane.running]
                 next_reclaim = trio.current_time() + reclaim_every
             if not entries:
                 entries = await broker.read(lane.consumer, slots.free, block)
@@ -159,6 +178,7 @@ async def _deliver(lane: Lane, entry: Entry) -> None:
     while True:
         started = time.time()
         counters.in_flight += 1
+        lane.running.add(entry.id)
         try:
             with _context(envelope):
                 await lane.runtime.deliver(
@@ -186,6 +206,7 @@ async def _deliver(lane: Lane, entry: Entry) -> None:
             continue
         finally:
             counters.in_flight -= 1
+            lane.running.discard(entry.id)
         await lane.broker.ack(entry.id)
         counters.delivered += 1
         latency = started - envelope.at

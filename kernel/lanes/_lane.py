@@ -70,6 +70,8 @@ class Lane:
     consumer: str = attrs.field(factory=consumer_name)
     counters: Counters = attrs.field(init=False)
     closed: bool = attrs.field(init=False, default=False)
+    #: Ids of the entries whose hooks run in this process now.
+    running: set[str] = attrs.field(init=False, factory=set, repr=False)
     #: The latest `status` (``None`` before the first).
     last_status: LaneStatus | None = attrs.field(init=False, default=None)
 

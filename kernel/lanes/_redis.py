@@ -198,6 +198,18 @@ class RedisBroker:
             for mid, entry in zip(ids, entries, strict=True)
         ]
 
+    async def touch(self, consumer: str, message_ids: list[str]) -> None:
+        client = self.store.client
+        try:  # XCLAIM ... JUSTID: resets the idle time, leaves the delivery counter alone
+            await self.store.command(
+                "XCLAIM",
+                lambda: client.xclaim(
+                    self.stream, self.group, consumer, 0, message_ids, justid=True
+                ),
+            )
+        except Exception as exc:
+            await self._regroup(exc)
+
     async def ack(self, message_id: str) -> None:
         client = self.store.client
         try:

@@ -286,3 +286,28 @@ async def test_shutdown_during_a_batch_leaves_the_unfinished_for_another_consume
     # "stuck" was delivered once before; a "later" one may have been read (not run) too
     assert sorted(item.split("@")[0] for item in seen) == ["later0", "later1", "later2", "stuck"]
     assert "stuck@2" in seen
+
+
+async def test_a_long_run_of_a_live_consumer_is_not_reclaimed(kit: Kit, clock: object) -> None:
+    runs: list[int] = []
+
+    @kernel.hook("long", on=placed)
+    async def long(emission: kernel.Emission) -> None:
+        assert emission.delivery is not None
+        runs.append(emission.delivery.attempt)
+        await trio.sleep(1.2)  # four times claim_idle
+
+    first, second = kit.lane(claim_idle=0.3), kit.lane(claim_idle=0.3)
+    async with (
+        kernel.run(kit.app(first, long)) as rt,
+        kernel.run(kit.app(second, long)) as other,
+    ):
+        await rt.emit(placed, Placed("A", 1))
+        await eventually(
+            lambda: (
+                rt.resource(first).stats().delivered + other.resource(second).stats().delivered == 1
+            )
+        )
+        await trio.sleep(0.5)  # time for a wrong reclaim to show
+        assert await rt.resource(first).pending() == 0
+    assert runs == [1]
