@@ -18,8 +18,9 @@ entries (``XREADGROUP``, blocking briefly), and run each in a task of its own:
 
 Shutdown: once intake stops the loop reads nothing more and no new run starts (`ShuttingDown`
 from ``deliver``); what was read and not run stays pending, for another consumer to reclaim.
-Redis unreachable: the loop waits and tries again (logged once per outage); a delivery whose
-acknowledgement could not be sent stays pending and is delivered again (at least once).
+Redis unreachable (or refusing a command): the loop waits and tries again (logged once per
+outage); a delivery whose acknowledgement could not be sent stays pending and is delivered
+again (at least once). Neither crashes the app.
 """
 
 from __future__ import annotations
@@ -116,9 +117,11 @@ async def _loop(lane: Lane, nursery: trio.Nursery, block: float) -> None:
                 next_reclaim = trio.current_time() + reclaim_every
             if not entries:
                 entries = await broker.read(lane.consumer, slots.free, block)
-        except StoreUnavailable as exc:
+        except Exception as exc:  # unreachable, or Redis refused (a key of another type)
             if not down:
-                log.warning("lane {!r}: cannot read the stream, retrying: {}", lane.id, exc)
+                log.opt(exception=not isinstance(exc, StoreUnavailable)).warning(
+                    "lane {!r}: cannot read the stream, retrying: {}", lane.id, exc
+                )
                 down = True
             await trio.sleep(pause)
             pause = min(pause * 2, MAX_PAUSE)
@@ -134,12 +137,13 @@ async def _loop(lane: Lane, nursery: trio.Nursery, block: float) -> None:
 async def _handle(lane: Lane, entry: Entry, slots: _Slots) -> None:
     try:
         await _deliver(lane, entry)
-    except StoreUnavailable as exc:
+    except Exception as exc:  # unreachable, or Redis refused a command
         # Left pending: another consumer (or this one) reclaims it after claim_idle.
-        logger.bind(source=lane.id).warning(
-            "lane {!r}: entry {} left pending, the stream is unreachable: {}",
+        logger.bind(source=lane.id).opt(exception=not isinstance(exc, StoreUnavailable)).warning(
+            "lane {!r}: entry {} left pending: {}: {}",
             lane.id,
             entry.id,
+            type(exc).__name__,
             exc,
         )
     finally:

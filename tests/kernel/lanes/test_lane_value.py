@@ -180,3 +180,26 @@ async def test_the_lanes_of_an_app_are_found_by_their_tag(kit: Kit, clock: objec
         assert definition is lane
         assert options.id == "orders.lane"
         assert rt.resource(definition).options is options
+
+
+async def test_a_stream_key_of_another_type_does_not_crash_the_consumer(
+    lanes_redis: RedisServer,
+) -> None:
+    seen: list[Any] = []
+
+    @kernel.hook("seen", on=placed)
+    async def record(emission: kernel.Emission) -> None:
+        seen.append(emission.payload)
+
+    store = shared.Store.from_url(lanes_redis.url, prefix="wrongtype", op_timeout=2.0)
+    async with store:
+        key = store.key("lane", "lane", "stream")
+        await store.client.set(key, "not a stream")
+        lane = kernel.lanes.redis("lane", store=store, events=placed, group="g")
+        async with kernel.run(kernel.App("app", register=[placed, lane, record])) as rt:
+            with pytest.raises(Exception, match="wrong kind of value"):
+                await rt.emit(placed, Placed("A", 1))
+            await trio.sleep(0.3)  # the consumer keeps failing, and keeps going
+            await store.client.delete([key])
+            await rt.emit(placed, Placed("B", 2))
+            await eventually(lambda: seen == [Placed("B", 2)])
