@@ -6,9 +6,9 @@ a flaky upstream.
 Without ``REDIS_URL`` it starts a throwaway ``redis-server`` (no persistence, a free local
 port) and says so. The upstream is a small TCP service in this process: it answers, then
 goes down for a second, then answers again. Each worker calls it as fast as the shared
-limit allows (10 calls a second for both workers together), through a shared breaker that
-opens for both when the upstream fails, and closes again after one probe succeeds. Each
-worker prints what it saw; this process adds them up.
+limit allows (10 calls a second for both workers together, one every 0.1 s), through a
+shared breaker that opens for both when the upstream fails, and closes again after one probe
+succeeds. Each worker prints what it saw; this process adds them up.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ async def worker(url: str, upstream_port: int, start: float) -> dict[str, Any]:
     seen: dict[str, Any] = {"ok": 0, "failed": 0, "rejected": 0, "admitted": []}
     async with shared.Store.from_url(url, prefix="fleet-example") as store:
         limit = shared.RateLimiter(
-            store, name="upstream", rate=RATE, per=1.0, algorithm="sliding_window"
+            store, name="upstream", rate=RATE, per=1.0, burst=1, algorithm="token_bucket"
         )
         breaker = shared.CircuitBreaker(
             store, name="upstream", failure_threshold=2, reset_timeout=1.0, sync_interval=0.1
@@ -61,6 +61,9 @@ async def worker(url: str, upstream_port: int, start: float) -> dict[str, Any]:
                 raise ConnectionError("the upstream hung up")
             return answer
 
+        # Both workers begin together, so that each sees the whole outage: one call every
+        # 0.1 s for the fleet (burst=1) keeps the breaker's view fresh when it opens.
+        await trio.sleep(max(0.0, start - time.time()))
         while time.time() < start + RUN_FOR:
             try:
                 await call_upstream()
@@ -128,7 +131,7 @@ def redis_url() -> Iterator[str]:
 
 
 async def main(url: str) -> None:
-    start = time.time() + 1.5  # the workers start together, once they are up
+    start = time.time() + 2.5  # the workers start together, once they are up
     async with trio.open_nursery() as nursery:
         port = await nursery.start(serve_upstream, start)
         command = [sys.executable, __file__, "--worker", url, str(port), str(start)]

@@ -32,10 +32,10 @@ __all__ = ["Calls", "Gauge"]
 class Gauge:
     """How many calls of one label are in flight (kept next to a task's runner: one lookup)."""
 
-    __slots__ = ("n",)
+    __slots__ = ("in_flight",)
 
     def __init__(self) -> None:
-        self.n = 0
+        self.in_flight = 0
 
 
 class Calls:
@@ -65,7 +65,7 @@ class Calls:
 
     def in_flight(self) -> dict[str, int]:
         """Label → calls in flight, for the labels that have any."""
-        return {label: gauge.n for label, gauge in self.gauges.items() if gauge.n}
+        return {label: gauge.in_flight for label, gauge in self.gauges.items() if gauge.in_flight}
 
     def stop_intake(self) -> None:
         """From now on every call takes the tracked path (which refuses new ones)."""
@@ -73,7 +73,7 @@ class Calls:
         self.main = None
 
     def _busy(self) -> bool:
-        return any(gauge.n for gauge in self.gauges.values())
+        return any(gauge.in_flight for gauge in self.gauges.values())
 
     def finished(self) -> None:
         """A call ended after intake stopped: wake `wait_idle` if it was the last."""
@@ -113,12 +113,12 @@ class Calls:
             raise ShuttingDown(f"call {label!r} refused: the runtime is disposing")
         scope = trio.CancelScope()
         self._scopes.add(scope)
-        gauge.n += 1
+        gauge.in_flight += 1
         try:
             with scope:
                 return await fn(*args, **kwargs)
         finally:
-            gauge.n -= 1
+            gauge.in_flight -= 1
             self._scopes.discard(scope)
             if self.stopping:
                 self.finished()

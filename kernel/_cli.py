@@ -35,6 +35,11 @@ class _TargetError(Exception):
     """The TARGET argument does not name an importable App."""
 
 
+#: What a declaration raises when it is invalid: a `KernelError`, or the ``ValueError`` /
+#: ``TypeError`` of an option out of range or of the wrong type (``Service(drain_timeout=-1)``).
+_INVALID = (KernelError, TypeError, ValueError)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="Inspect and run trio-runner applications."
@@ -81,7 +86,7 @@ def _import(target: str) -> object:
         sys.path.insert(0, os.getcwd())
     try:
         value: object = importlib.import_module(module_name)
-    except KernelError:
+    except _INVALID:
         raise
     except Exception as exc:
         raise _TargetError(f"cannot import module {module_name!r}: {exc!r}") from exc
@@ -118,7 +123,7 @@ def _graph(target: str, format: str) -> int:
     except _TargetError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
-    except KernelError as exc:
+    except _INVALID as exc:
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     print(rendered)
@@ -140,7 +145,7 @@ def _doctor_command(target: str, *, prod: bool, strict: bool, format: str) -> in
     except _TargetError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
-    except KernelError as exc:  # raised while importing the target: the app is invalid
+    except _INVALID as exc:  # raised while importing the target: the app is invalid
         rows = [_doctor.invalid_graph_row(exc)]
     if format == "json":
         print(_doctor.render_json(rows))

@@ -30,7 +30,7 @@ an attrs class         a mapping of its fields (unknown keys refused), or an ins
 =====================  ==============================================================
 
 A refusal raises `ShapeError` (a TypeError) whose text is the whole story
-(``expected a list, got str``); `kernel._config` adds the field path. The discovery schema
+(``expected a list, got str``); `kernel._structure` adds the field path. The discovery schema
 (`kernel.exposure._schema`) describes exactly these rules.
 """
 

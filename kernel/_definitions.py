@@ -8,21 +8,22 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, Final, Literal, TypeAlias, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from typing import Any, Final, Generic, Literal, Protocol, TypeAlias, overload
 
 import attrs
+from typing_extensions import ParamSpec, TypeVar
 
 import middleware as mw
-from kernel._config import structure
 from kernel._errors import DefinitionError
+from kernel._structure import structure
 
 __all__ = [
     "App",
     "Deps",
     "Event",
     "Hook",
-    "Optional",
+    "OptionalDependency",
     "Override",
     "Resource",
     "Tag",
@@ -37,7 +38,11 @@ __all__ = [
     "task",
 ]
 
-F = TypeVar("F", bound=Callable[..., Any])
+#: A resource's value (``rt.resource(res)`` returns one); ``Resource`` alone is ``Resource[Any]``.
+T = TypeVar("T", default=Any)
+#: A task body's parameters and result (``Task`` alone is ``Task[..., Any]``).
+P = ParamSpec("P", default=...)
+R = TypeVar("R", default=Any)
 
 _ID: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:/-]*$")
 
@@ -132,12 +137,13 @@ def _tags(owner: str, tags: Iterable[object]) -> tuple[TagUse, ...]:
 
 
 @attrs.frozen(eq=False)
-class Resource:
+class Resource(Generic[T]):
     """A singleton with a lifetime: made once when the app starts, disposed when it stops.
 
     Declared with `resource`. ``fn`` is an async generator (init before ``yield value``,
     dispose after) or an async function (no dispose). It receives its config first when
     ``config`` is set, its deps as keywords, and ``scope`` when it has such a parameter.
+    ``T`` is the type of its value: ``rt.resource(res)`` is a ``T`` to mypy.
     """
 
     id: str
@@ -146,7 +152,7 @@ class Resource:
     config_type: type[Any] | None = None
     config: Any = UNSET
     tags: tuple[TagUse, ...] = ()
-    health: Callable[[Any], Awaitable[None]] | None = None
+    health: Callable[[T], Awaitable[None]] | None = None
     #: Whether ``fn`` is an async generator (so the resource has a dispose part).
     is_generator: bool = attrs.field(
         init=False,
@@ -160,7 +166,7 @@ class Resource:
         ),
     )
 
-    def with_config(self, value: Any) -> Resource:
+    def with_config(self, value: Any) -> Resource[T]:
         """A copy carrying ``value`` as its config, for registration.
 
         A dict is structured into the ``config`` type when the app starts; an error names
@@ -170,29 +176,32 @@ class Resource:
             raise DefinitionError(f"resource {self.id!r}: takes no config (declare config=...)")
         return attrs.evolve(self, config=value)
 
-    def fork(self, new_id: str) -> Resource:
+    def fork(self, new_id: str) -> Resource[T]:
         """A second, independent resource with the same implementation and id ``new_id``."""
         return attrs.evolve(self, id=_check_id("Resource.fork", new_id))
 
 
 @attrs.frozen(eq=False)
-class Task:
+class Task(Generic[P, R]):
     """An async action with injected dependencies and a middleware pipeline.
 
     Declared with `task`. Calling the task object calls the bare body (pass its deps
     yourself, handy in unit tests); ``rt.run_task(task, ...)`` and injected dependencies run
-    the full pipeline with deps resolved.
+    the full pipeline with deps resolved. ``P`` and ``R`` are the body's parameters and
+    result: calling the task is checked against ``P``, and ``await rt.run_task(task, ...)``
+    is an ``R`` to mypy (its arguments are not checked: deps are injected, and a task with
+    ``input=`` also takes a dict).
     """
 
     id: str
-    fn: Callable[..., Awaitable[Any]]
+    fn: Callable[P, Awaitable[R]]
     deps: Deps = None
     pipeline: mw.Pipeline = attrs.Factory(mw.Pipeline)
     tags: tuple[TagUse, ...] = ()
     input: type[Any] | None = None
     result: type[Any] | None = None
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Awaitable[Any]:
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Awaitable[R]:
         """The bare body: no middleware, no injection, no validation."""
         return self.fn(*args, **kwargs)
 
@@ -203,9 +212,6 @@ class Event:
 
     id: str
     payload: type[Any] | None = None
-
-
-Listen: TypeAlias = "tuple[Event, ...] | Literal['*']"
 
 
 @attrs.frozen(eq=False)
@@ -225,7 +231,7 @@ class Hook:
 
 
 @attrs.frozen(eq=False)
-class Optional:
+class OptionalDependency:
     """A dependency that resolves to ``None`` when its target is not registered."""
 
     target: Resource | Task | Event
@@ -240,7 +246,7 @@ class Override:
 
 
 Definition: TypeAlias = "Resource | Task | Event | Hook | App"
-DepTarget: TypeAlias = "Resource | Task | Event | Optional | App"
+DepTarget: TypeAlias = "Resource | Task | Event | OptionalDependency | App"
 Deps: TypeAlias = "Mapping[str, DepTarget] | Callable[[], Mapping[str, DepTarget]] | None"
 
 
@@ -280,6 +286,22 @@ class App:
         self.__attrs_init__(id, tuple(register), listed_overrides, deps)
 
 
+class ResourceDecorator(Protocol):
+    """What `resource` returns: decorating an async generator yielding ``T``, or an async
+    function returning ``T``, gives a ``Resource[T]``."""
+
+    @overload
+    def __call__(self, fn: Callable[..., AsyncIterator[T]], /) -> Resource[T]: ...
+    @overload
+    def __call__(self, fn: Callable[..., Awaitable[T]], /) -> Resource[T]: ...
+
+
+class TaskDecorator(Protocol):
+    """What `task` returns: decorating ``async def f(*P) -> R`` gives a ``Task[P, R]``."""
+
+    def __call__(self, fn: Callable[P, Awaitable[R]], /) -> Task[P, R]: ...
+
+
 def resource(
     id: str,
     *,
@@ -287,7 +309,7 @@ def resource(
     config: type[Any] | None = None,
     tags: Iterable[Tag | TagUse] = (),
     health: Callable[[Any], Awaitable[None]] | None = None,
-) -> Callable[[Callable[..., Any]], Resource]:
+) -> ResourceDecorator:
     """Declare a resource (decorates an async generator or async function)."""
     owner = f"resource {_check_id('resource', id)!r}"
     _check_deps(owner, deps)
@@ -296,7 +318,7 @@ def resource(
     if health is not None and not inspect.iscoroutinefunction(health):
         raise DefinitionError(f"{owner}: health must be an async function (value) -> None")
 
-    def decorate(fn: Callable[..., Any]) -> Resource:
+    def decorate(fn: Callable[..., Any]) -> Resource[Any]:
         _check_async(owner, fn, generator_ok=True)
         return Resource(id, fn, deps, config, UNSET, uses, health)
 
@@ -311,7 +333,7 @@ def task(
     tags: Iterable[Tag | TagUse] = (),
     input: type[Any] | None = None,
     result: type[Any] | None = None,
-) -> Callable[[Callable[..., Awaitable[Any]]], Task]:
+) -> TaskDecorator:
     """Declare a task (decorates an async function).
 
     ``middleware`` is a list of middlewares (first listed outermost), composed once at boot.
@@ -328,7 +350,7 @@ def task(
     except TypeError as exc:
         raise DefinitionError(f"{owner}: {exc}") from exc
 
-    def decorate(fn: Callable[..., Awaitable[Any]]) -> Task:
+    def decorate(fn: Callable[..., Awaitable[Any]]) -> Any:  # a Task[P, R]: see TaskDecorator
         _check_async(owner, fn, generator_ok=False)
         return Task(id, fn, deps, pipeline, uses, input, result)
 
@@ -381,11 +403,11 @@ def tag(id: str, *, config: type[Any] | None = None) -> Tag:
     return Tag(id, config)
 
 
-def optional(dep: Resource | Task | Event) -> Optional:
+def optional(dep: Resource | Task | Event) -> OptionalDependency:
     """Depend on ``dep`` if it is registered; receive ``None`` otherwise."""
     if not isinstance(dep, Resource | Task | Event):
         raise DefinitionError(f"kernel.optional: expected a resource, task or event, got {dep!r}")
-    return Optional(dep)
+    return OptionalDependency(dep)
 
 
 def override(

@@ -49,13 +49,13 @@ from kernel import tags
 from kernel._definitions import App, Resource, Task, tag
 from kernel._errors import KernelError
 from kernel._graph import Graph, Node, build_graph
+from kernel._redaction import Redaction
 from kernel._service import Service, as_service
 from kernel.observability._audit import log_problems, policy_leaks
 from kernel.observability._logging import LogConfig
-from kernel.observability._redaction import Redaction
 from kernel.observability._sentry import SENTRY_EXTRA
 from kernel.observability._tracing import TracingConfig
-from middleware.observability._metrics import MetricsRegistry
+from middleware.observability import MetricsRegistry
 
 __all__ = [
     "EXPOSURE_CHECKS",
@@ -143,7 +143,7 @@ def diagnose(target: App | Service, *, prod: bool = False) -> list[Row]:
 # --- the app itself -----------------------------------------------------------------------
 
 
-def invalid_graph_row(error: KernelError) -> Row:
+def invalid_graph_row(error: Exception) -> Row:
     """The ``graph`` row of an app that does not validate."""
     return _fail(
         "graph",

@@ -21,13 +21,12 @@ from typing import Any, Final, Literal, TypeAlias, TypeGuard
 import attrs
 
 from kernel._builtins import BUILTINS
-from kernel._config import structure
 from kernel._definitions import (
     UNSET,
     App,
     Event,
     Hook,
-    Optional,
+    OptionalDependency,
     Resource,
     Tag,
     Task,
@@ -43,6 +42,7 @@ from kernel._errors import (
     UnknownEventError,
 )
 from kernel._graph_render import FORMATS, render
+from kernel._structure import structure
 
 __all__ = ["Graph", "Kind", "Node", "build_graph", "dry_run"]
 
@@ -353,8 +353,8 @@ def _resolve_deps(entry: _Entry, entries: Mapping[str, _Entry]) -> None:
         return
     asked: dict[str, str] = {}
     for keyword, value in deps.items():
-        optional = isinstance(value, Optional)
-        target = value.target if isinstance(value, Optional) else value
+        optional = isinstance(value, OptionalDependency)
+        target = value.target if isinstance(value, OptionalDependency) else value
         if not _is_definition(target) or isinstance(target, Hook):
             raise DefinitionError(
                 f"{_owner(entry)}: deps[{keyword!r}] must be a resource, task, event, App or "

@@ -15,7 +15,6 @@ Readiness is reported as given (see `Readiness`); it does not change the status.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
@@ -30,6 +29,7 @@ from kernel._definitions import Resource
 from kernel._graph import Graph
 from kernel.observability._logging import active_redaction
 from resilience import redis as shared
+from resilience import validate
 
 __all__ = [
     "CheckResult",
@@ -233,7 +233,7 @@ async def check_health(
     and no report is made; a check's own cancellation or other ``BaseException`` is never
     taken for a failure.
     """
-    seconds = _seconds(timeout)
+    seconds = validate.seconds(timeout, owner="check_health", name="timeout")
     listed = _listed(targets)
     if not isinstance(ready, bool):
         raise TypeError(f"check_health: ready must be a bool, got {ready!r}")
@@ -255,18 +255,6 @@ async def check_health(
         ready=ready,
         timestamp=datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
     )
-
-
-def _seconds(timeout: object) -> float:
-    if isinstance(timeout, timedelta):
-        timeout = timeout.total_seconds()
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-        raise TypeError(
-            f"check_health: timeout must be a number of seconds or a timedelta, got {timeout!r}"
-        )
-    if math.isnan(timeout) or timeout <= 0:
-        raise ValueError(f"check_health: timeout must be > 0 seconds, got {timeout!r}")
-    return float(timeout)
 
 
 def _listed(targets: object) -> list[HealthTarget]:

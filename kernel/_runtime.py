@@ -14,7 +14,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 import trio
 from trio.lowlevel import current_task
@@ -22,21 +22,21 @@ from trio.lowlevel import current_task
 import middleware as mw
 import resilience as rs
 from kernel._builtins import LOGGER_ID, disposed, disposing, ready
+from kernel._bus import Delivery, EmitReport, EventBus, HookBinding, Relay
 from kernel._calls import Calls, Gauge
-from kernel._config import structure
 from kernel._definitions import App, Event, Hook, Resource, Tag, Task
 from kernel._errors import ConfigError, KernelError, ResourceInitError
-from kernel._events import Delivery, EmitReport, EventBus, HookBinding, Relay
 from kernel._graph import Graph, Node, build_graph
 from kernel._health import HealthReport, Readiness, breakers_of, check_health, health_targets
 from kernel._scope import Scope
 from kernel._shutdown import Shutdown, ShuttingDown
+from kernel._structure import structure
 from kernel.observability._failures import Failures
 from kernel.observability._logging import LogConfig, install, kernel_logger, log_task_failure
 from kernel.observability._metrics import observe_primitives
 from kernel.observability._sentry import SentryConfig, track_errors
 from kernel.observability._tracing import Tracing, TracingConfig, start_tracing
-from middleware.observability._metrics import MetricsRegistry, default_registry, measure
+from middleware.observability import MetricsRegistry, default_registry, measure
 
 __all__ = ["Runtime", "run"]
 
@@ -44,6 +44,8 @@ FailureMode = Literal["fail_fast", "aggregate"]
 
 
 D = TypeVar("D")
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def _definition(node: Node, kind: type[D]) -> D:
@@ -80,7 +82,7 @@ class Runtime:
         graph: Graph,
         middleware: Iterable[object] = (),
         *,
-        drain_timeout: float = 30.0,
+        drain_timeout: float | timedelta = 30.0,
         tracing: Tracing | None = None,
         metrics: MetricsRegistry | None = None,
         failures: Failures | None = None,
@@ -116,7 +118,7 @@ class Runtime:
         """The validated graph of the app."""
         return self._graph
 
-    async def run_task(self, task: Task, /, *args: Any, **kwargs: Any) -> Any:
+    async def run_task(self, task: Task[..., R], /, *args: Any, **kwargs: Any) -> R:
         """Run ``task`` through its middleware pipeline with its deps injected.
 
         A checkpoint whenever the task is. The task's exception propagates (and is logged
@@ -127,19 +129,19 @@ class Runtime:
         calls = self._calls
         if current_task() is not calls.main:
             # Not covered by the body's cancel scope (or intake has stopped): tracked.
-            return await self._run_tracked(task, args, kwargs)
+            return await self._run_tracked(task, args, kwargs)  # type: ignore[no-any-return]
         try:
             runner, gauge = self._entries[task.id]
         except KeyError:
             runner, gauge = self._entry_for(task)
-        gauge.n += 1
+        gauge.in_flight += 1
         try:  # (`_logged`, inlined: one coroutine frame less on the fast path)
-            return await runner(*args, **kwargs)
+            return await runner(*args, **kwargs)  # type: ignore[no-any-return]
         except Exception as exc:
             _log_failure(task.id, exc)
             raise
         finally:
-            gauge.n -= 1
+            gauge.in_flight -= 1
             if calls.stopping:  # (intake may have stopped during the call)
                 calls.finished()
 
@@ -311,7 +313,12 @@ class Runtime:
         on the same connection."""
         return self._shutdown.requested or self._readiness.stopping
 
-    def resource(self, resource: Resource | App) -> Any:
+    @overload
+    def resource(self, resource: Resource[T], /) -> T: ...
+    @overload
+    def resource(self, resource: App, /) -> dict[str, Any]: ...
+
+    def resource(self, resource: Resource[Any] | App, /) -> Any:
         """The value of a started resource (or the deps dict of an App)."""
         try:
             return self._values[resource.id]
@@ -319,6 +326,11 @@ class Runtime:
             if resource.id in self._graph.nodes:
                 raise KernelError(f"resource {resource.id!r} is not started") from None
             raise KernelError(f"resource {resource.id!r} is not registered in this app") from None
+
+    def dependencies(self, task: Task[..., Any]) -> dict[str, Any]:
+        """The keyword arguments ``task``'s body receives: its deps, resolved (what a
+        durable engine passes when it describes a workflow without running it)."""
+        return self._resolve(self._graph.node(task.id))
 
     def find(self, tag: Tag) -> list[tuple[Any, Any]]:
         """The definitions carrying ``tag``, each with its tag config."""
@@ -664,7 +676,7 @@ async def run(
     parallel_init: bool = False,
     middleware: Iterable[object] = (),
     shutdown_signals: bool = False,
-    drain_timeout: float = 30.0,
+    drain_timeout: float | timedelta = 30.0,
     log: LogConfig | None = None,
     tracing: TracingConfig | None = None,
     metrics: bool | MetricsRegistry = False,
@@ -734,7 +746,7 @@ async def _running(
     parallel_init: bool,
     middleware: Iterable[object],
     shutdown_signals: bool,
-    drain_timeout: float,
+    drain_timeout: float | timedelta,
     tracing: TracingConfig | None,
     registry: MetricsRegistry | None,
     sentry: SentryConfig | None,
@@ -743,11 +755,17 @@ async def _running(
     policy: tuple[object, ...] = (traced.middleware(),) if traced is not None else ()
     body_error: Exception | None = None
     init_error: ResourceInitError | None = None
+    # This runtime's listeners see the events of the calls made in its context only. Applied
+    # only when something listens: one more context variable makes every ContextVar.set in
+    # the runtime's tasks (the bus sets one per emission) dearer.
+    listeners = rs.Listeners()
     async with AsyncExitStack() as stack:
+        if traced is not None or registry is not None:
+            stack.enter_context(listeners.applied())
         if traced is not None:
             # Exported last, after the `disposed` hooks; resilience events become span events.
             stack.push_async_callback(traced.aclose)
-            stack.enter_context(rs.observe(traced.events_listener()))
+            stack.enter_context(listeners.observe(traced.events_listener()))
         failures = None
         if sentry is not None:
             # Flushed after the `disposed` hooks; the task boundary is outside all middleware.
@@ -765,7 +783,7 @@ async def _running(
         if failures is not None:
             failures.attach(runtime)
         if registry is not None:
-            stack.enter_context(observe_primitives(registry))
+            stack.enter_context(observe_primitives(registry, into=listeners))
         # The runtime's own background work; cancelled after every resource is disposed.
         nursery = await stack.enter_async_context(trio.open_nursery())
         stack.callback(nursery.cancel_scope.cancel)

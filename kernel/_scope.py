@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, TypeVarTuple
 import attrs
 import trio
 
+from kernel._host import Host
 from kernel._supervise import Supervisor
 
 if TYPE_CHECKING:
-    from kernel._runtime import Runtime
     from kernel._supervise import Restart
 
 __all__ = ["Scope"]
@@ -30,8 +30,9 @@ class Scope:
     or with `supervise` to have them restarted when they crash. A task in it that crashes
     (for good) brings the runtime down with its error, as any trio child does.
 
-    ``runtime`` is the running `kernel.Runtime`, for resources that serve tasks to the
-    outside (HTTP exposure): most resources should depend on what they use instead.
+    ``runtime`` is the running app as a `kernel.Host` (what a resource may ask of it: run
+    a task, emit, readiness, health), for resources that serve the app to the outside (HTTP
+    exposure, a durable worker): most resources should depend on what they use instead.
 
     Background work that calls tasks or emits events must expect `kernel.ShuttingDown`:
     new calls are refused once intake stops, and a call in flight is cancelled (raising it)
@@ -40,7 +41,7 @@ class Scope:
 
     id: str
     nursery: trio.Nursery
-    runtime: Runtime | None = attrs.field(default=None, repr=False)
+    runtime: Host | None = attrs.field(default=None, repr=False)
 
     def supervise(
         self,

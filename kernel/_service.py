@@ -9,24 +9,19 @@ from typing import Any
 import attrs
 
 from kernel._definitions import App
-from kernel._errors import DefinitionError
 from kernel._runtime import Runtime, run
 from kernel.observability._logging import LogConfig
 from kernel.observability._sentry import SentryConfig
 from kernel.observability._tracing import TracingConfig
-from middleware.observability._metrics import MetricsRegistry
+from middleware.observability import MetricsRegistry
+from resilience import validate
 
 __all__ = ["Service", "as_service"]
 
 
 def _check_app(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if not isinstance(value, App):
-        raise DefinitionError(f"Service: app must be a kernel.App, got {value!r}")
-
-
-def _check_drain(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        raise DefinitionError(f"Service: drain_timeout must be a number >= 0, got {value!r}")
+        raise TypeError(f"Service: app must be a kernel.App, got {value!r}")
 
 
 def _as_tuple(value: Iterable[object]) -> tuple[object, ...]:
@@ -42,9 +37,11 @@ class Service:
     """
 
     app: App = attrs.field(validator=_check_app)
-    shutdown_signals: bool = True
-    drain_timeout: float = attrs.field(default=30.0, validator=_check_drain)
-    parallel_init: bool = False
+    shutdown_signals: bool = attrs.field(default=True, validator=validate.is_bool)
+    drain_timeout: float = attrs.field(
+        default=30.0, converter=validate.to_seconds, validator=validate.non_negative_duration
+    )
+    parallel_init: bool = attrs.field(default=False, validator=validate.is_bool)
     middleware: tuple[object, ...] = attrs.field(default=(), converter=_as_tuple)
     log: LogConfig | None = None
     tracing: TracingConfig | None = None

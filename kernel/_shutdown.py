@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from kernel._errors import KernelError
 from kernel.observability._logging import kernel_logger
+from resilience import validate
 
 if TYPE_CHECKING:
     from kernel._calls import Calls
@@ -50,15 +52,13 @@ class Shutdown:
     def __init__(
         self,
         *,
-        drain_timeout: float,
+        drain_timeout: float | timedelta,
         calls: Calls,
         announce: Callable[[], Awaitable[None]],
     ) -> None:
-        if isinstance(drain_timeout, bool) or not isinstance(drain_timeout, int | float):
-            raise TypeError(f"kernel.run: drain_timeout must be a number, got {drain_timeout!r}")
-        if not drain_timeout >= 0:
-            raise ValueError(f"kernel.run: drain_timeout must be >= 0, got {drain_timeout!r}")
-        self.drain_timeout = float(drain_timeout)
+        self.drain_timeout = validate.seconds(
+            drain_timeout, owner="kernel.run", name="drain_timeout", minimum="zero"
+        )
         self.body = trio.CancelScope()
         self._calls = calls
         self._announce = announce

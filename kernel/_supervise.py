@@ -30,7 +30,6 @@ name, ``attempt`` (and ``delay``, ``error``) in the record's extra fields.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 import attrs
@@ -38,7 +37,7 @@ import trio
 
 from kernel._shutdown import ShuttingDown
 from kernel.observability._logging import kernel_logger
-from resilience import Retry
+from resilience import Retry, validate
 
 if TYPE_CHECKING:
     from loguru import Logger
@@ -66,19 +65,10 @@ def _restart_policy(restart: object) -> Retry | None:
 def _reset_after(value: object, policy: Retry | None) -> float | None:
     if value is None:
         return None
-    if isinstance(value, timedelta):
-        value = value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        _reject(
-            "reset_after",
-            f"must be a number of seconds, a timedelta or None, got {value!r}",
-            TypeError,
-        )
-    if not value > 0:  # also refuses NaN
-        _reject("reset_after", f"must be > 0, got {value!r}")
+    seconds = validate.seconds(value, owner=_OWNER, name="reset_after")
     if policy is None:
         _reject("reset_after", "needs restart=rs.Retry(...): with 'never' nothing restarts")
-    return float(value)
+    return seconds
 
 
 def _default_name(fn: Callable[..., object]) -> str:

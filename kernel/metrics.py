@@ -1,7 +1,7 @@
 """The runtime's metrics in Prometheus form, for any server to serve (``/metrics``)."""
 
 from kernel.observability._metrics import PrometheusCollector, prometheus_text
-from middleware.observability._metrics import MetricsRegistry, MetricsSnapshot, default_registry
+from middleware.observability import MetricsRegistry, MetricsSnapshot, default_registry
 
 __all__ = [
     "MetricsRegistry",

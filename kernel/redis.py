@@ -39,7 +39,7 @@ async def _hold(
         await trio.sleep_forever()
 
 
-def resource(id: str, store: Store, *, tags: Iterable[Tag | TagUse] = ()) -> Resource:
+def resource(id: str, store: Store, *, tags: Iterable[Tag | TagUse] = ()) -> Resource[Store]:
     """A resource whose value is ``store``, open while the resource is up.
 
     Raises `kernel.DefinitionError` when ``store`` is not a ``resilience.redis.Store``.

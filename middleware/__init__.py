@@ -25,15 +25,16 @@ from middleware._adapters import (
 from middleware._call import Call, Middleware, Next
 from middleware._pipeline import Bound, Factory, Pipeline, apply
 from middleware._registry import Registry, registry
-from middleware.observability._log import log
-from middleware.observability._metrics import (
+from middleware.observability import (
     MetricsRegistry,
     MetricsSnapshot,
     PrimitiveSnapshot,
     TaskSnapshot,
+    log,
     metrics,
+    trace,
 )
-from middleware.observability._trace import trace
+from resilience.faces import present as _present
 
 __all__ = [
     "Adapter",
@@ -63,3 +64,5 @@ __all__ = [
     "timeout",
     "trace",
 ]
+
+_present("middleware", globals())

@@ -1,13 +1,22 @@
 """The resilience primitives as middleware: ``mw.timeout``, ``mw.retry``, … ``mw.hedge``.
 
-Each takes the options of its primitive (see `resilience`), or an instance to share.
+Each takes the options of its primitive (see `resilience`), spelt out so that an editor
+refuses a misspelt one, or an instance to share. An option left at its default is not
+passed on: the primitive's own default applies (``None`` stands for "the primitive's
+default" where the primitive has a required option or a computed default).
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, Final
+
+from tenacity import RetryCallState
+from tenacity.retry import retry_base
+from tenacity.stop import stop_base
 
 import resilience as rs
 from middleware._adapter import Adapter, adapter
@@ -27,6 +36,33 @@ __all__ = [
 ]
 
 KeyFunction = Callable[[Call], Any]
+Duration = float | timedelta
+ExceptionTypes = type[Exception] | tuple[type[Exception], ...]
+RetryOn = ExceptionTypes | Callable[[Exception], bool] | retry_base
+
+
+class _NoValue:
+    def __repr__(self) -> str:
+        return "NO_VALUE"
+
+
+#: ``mw.fallback(value=...)`` not given (``None`` is a value a fallback may answer with).
+NO_VALUE: Final = _NoValue()
+
+
+@functools.cache
+def _defaults(adapter_fn: Callable[..., object]) -> dict[str, object]:
+    return {
+        name: parameter.default
+        for name, parameter in inspect.signature(adapter_fn).parameters.items()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+
+
+def _chosen(adapter_fn: Callable[..., object], **values: object) -> dict[str, Any]:
+    """The options given to ``adapter_fn``: those not left at its default."""
+    defaults = _defaults(adapter_fn)
+    return {name: value for name, value in values.items() if value is not defaults[name]}
 
 
 class _Through:
@@ -72,19 +108,68 @@ def timeout(seconds: float | timedelta | rs.Timeout, *, name: str | None = None)
     return adapter("timeout", rs.Timeout, None, {"seconds": seconds, "name": name}, _Through)
 
 
-def retry(policy: rs.Retry | None = None, /, **options: Any) -> Adapter[rs.Retry]:
-    """Retry the rest of the pipeline (options of `rs.Retry`); ``call.state["attempt"]`` counts."""
+def retry(
+    policy: rs.Retry | None = None,
+    /,
+    *,
+    attempts: int | None = 3,
+    wait: Callable[[RetryCallState], float] | None = None,
+    on: RetryOn = Exception,
+    stop: stop_base | None = None,
+    timeout: Duration | None = None,
+    retry_after: Callable[[Exception], float | None] | None = None,
+    name: str | None = None,
+) -> Adapter[rs.Retry]:
+    """Retry the rest of the pipeline (options of `rs.Retry`; ``wait=None``: its default
+    backoff); ``call.state["attempt"]`` counts."""
+    options = _chosen(
+        retry,
+        attempts=attempts,
+        wait=wait,
+        on=on,
+        stop=stop,
+        timeout=timeout,
+        retry_after=retry_after,
+        name=name,
+    )
     return adapter("retry", rs.Retry, policy, options, _retrying)
 
 
 def circuit_breaker(
-    breaker: rs.CircuitBreaker | shared_rs.CircuitBreaker | None = None, /, **options: Any
+    breaker: rs.CircuitBreaker | shared_rs.CircuitBreaker | None = None,
+    /,
+    *,
+    failure_threshold: int = 5,
+    reset_timeout: Duration | Callable[[int], Duration] = 30.0,
+    half_open_max_calls: int = 1,
+    success_threshold: int = 1,
+    failure_ratio: float | None = None,
+    window: rs.Window | None = None,
+    minimum_calls: int = 10,
+    slow_call_duration: Duration | None = None,
+    slow_call_ratio: float | None = None,
+    is_failure: Callable[[Exception], bool] | None = None,
+    name: str | None = None,
 ) -> Adapter[Any]:
     """A circuit breaker per function (options of `rs.CircuitBreaker`), or a shared one:
     an `rs.CircuitBreaker`, or a ``resilience.redis.CircuitBreaker`` (one for the fleet).
 
     The wrapped function exposes it as ``.breaker``.
     """
+    options = _chosen(
+        circuit_breaker,
+        failure_threshold=failure_threshold,
+        reset_timeout=reset_timeout,
+        half_open_max_calls=half_open_max_calls,
+        success_threshold=success_threshold,
+        failure_ratio=failure_ratio,
+        window=window,
+        minimum_calls=minimum_calls,
+        slow_call_duration=slow_call_duration,
+        slow_call_ratio=slow_call_ratio,
+        is_failure=is_failure,
+        name=name,
+    )
     return adapter(
         "circuit_breaker",
         rs.CircuitBreaker,
@@ -97,10 +182,23 @@ def circuit_breaker(
 
 
 def bulkhead(
-    shared: rs.Bulkhead | shared_rs.Bulkhead | None = None, /, **options: Any
+    shared: rs.Bulkhead | shared_rs.Bulkhead | None = None,
+    /,
+    *,
+    max_concurrent: int | None = None,
+    max_queued: int = 0,
+    queue_timeout: Duration | None = None,
+    name: str | None = None,
 ) -> Adapter[Any]:
-    """Bound concurrency (options of `rs.Bulkhead`), or share an `rs.Bulkhead` or a
-    ``resilience.redis.Bulkhead``; exposed as ``.bulkhead``."""
+    """Bound concurrency (options of `rs.Bulkhead`; ``max_concurrent`` is required), or
+    share an `rs.Bulkhead` or a ``resilience.redis.Bulkhead``; exposed as ``.bulkhead``."""
+    options = _chosen(
+        bulkhead,
+        max_concurrent=max_concurrent,
+        max_queued=max_queued,
+        queue_timeout=queue_timeout,
+        name=name,
+    )
     return adapter(
         "bulkhead",
         rs.Bulkhead,
@@ -112,8 +210,17 @@ def bulkhead(
     )
 
 
-def hedge(shared: rs.Hedge | None = None, /, **options: Any) -> Adapter[rs.Hedge]:
-    """Hedged attempts of the rest of the pipeline (options of `rs.Hedge`)."""
+def hedge(
+    shared: rs.Hedge | None = None,
+    /,
+    *,
+    delay: Duration | None = None,
+    max_attempts: int = 2,
+    name: str | None = None,
+) -> Adapter[rs.Hedge]:
+    """Hedged attempts of the rest of the pipeline (options of `rs.Hedge`; ``delay`` is
+    required)."""
+    options = _chosen(hedge, delay=delay, max_attempts=max_attempts, name=name)
     return adapter("hedge", rs.Hedge, shared, options, _Through)
 
 
@@ -122,15 +229,32 @@ def rate_limit(
     /,
     *,
     key: KeyFunction | None = None,
-    **options: Any,
+    rate: float | None = None,
+    per: Duration = 1.0,
+    burst: float | None = None,
+    algorithm: str = "token_bucket",
+    max_wait: Duration | None = None,
+    max_keys: int = 10_000,
+    name: str | None = None,
 ) -> Adapter[Any]:
-    """Acquire a permit before the call (options of `rs.RateLimiter`), or share an
-    `rs.RateLimiter` or a ``resilience.redis.RateLimiter``; exposed as ``.limiter``.
+    """Acquire a permit before the call (options of `rs.RateLimiter`; ``rate`` is
+    required), or share an `rs.RateLimiter` or a ``resilience.redis.RateLimiter``; exposed
+    as ``.limiter``.
 
     ``key(call)`` picks the per-key bucket (default: one bucket for the function; a shared
     limiter's keys are ``str``).
     """
     _check_key("rate_limit", key)
+    options = _chosen(
+        rate_limit,
+        rate=rate,
+        per=per,
+        burst=burst,
+        algorithm=algorithm,
+        max_wait=max_wait,
+        max_keys=max_keys,
+        name=name,
+    )
 
     def make(chosen: rs.RateLimiter | shared_rs.RateLimiter) -> Middleware:
         acquire = chosen.acquire
@@ -170,7 +294,12 @@ def cache(
     *,
     key: KeyFunction | None = None,
     returns: Any = None,
-    **options: Any,
+    ttl: Duration | None = None,
+    max_size: int = 1024,
+    stale_ttl: Duration = 0.0,
+    single_flight: bool = True,
+    cache_none: bool = True,
+    name: str | None = None,
 ) -> Adapter[Any]:
     """Serve repeated calls from an `rs.Cache` (its options) or a shared one (an `rs.Cache`,
     or a ``resilience.redis.Cache``); exposed as ``.cache``.
@@ -181,8 +310,18 @@ def cache(
     ``returns``: for a ``resilience.redis.Cache``, the type values are read back into (the
     wrapped function's return type; default: plain JSON data).
     ``call.state["cache_hit"]`` tells the middlewares outside whether the call was served.
+    ``ttl`` is required unless a cache is shared.
     """
     _check_key("cache", key)
+    options = _chosen(
+        cache,
+        ttl=ttl,
+        max_size=max_size,
+        stale_ttl=stale_ttl,
+        single_flight=single_flight,
+        cache_none=cache_none,
+        name=name,
+    )
     if returns is not None and not isinstance(shared, shared_rs.Cache):
         raise TypeError("mw.cache: returns= is for a resilience.redis.Cache")
 
@@ -216,11 +355,20 @@ def cache(
     )
 
 
-def fallback(shared: rs.Fallback[Any] | None = None, /, **options: Any) -> Adapter[Any]:
+def fallback(
+    shared: rs.Fallback[Any] | None = None,
+    /,
+    *,
+    value: Any = NO_VALUE,
+    handler: Callable[..., Awaitable[Any]] | None = None,
+    on: ExceptionTypes | Callable[[Exception], bool] = Exception,
+    name: str | None = None,
+) -> Adapter[Any]:
     """Answer with a value or a handler's result on failure (options of `rs.Fallback`).
 
     A handler receives ``(exc, *args, **kwargs)`` of the call.
     """
+    options = _chosen(fallback, value=value, handler=handler, on=on, name=name)
 
     def make(chosen: rs.Fallback[Any]) -> Middleware:
         recover = chosen.recover

@@ -114,9 +114,12 @@ class Pipeline:
         self.__attrs_init__(_flatten(middlewares, "Pipeline"), name)
 
     def __add__(self, other: Pipeline) -> Pipeline:
+        """``p1 + p2``: ``p1``'s middlewares outside ``p2``'s; the name is ``p1``'s (or
+        ``p2``'s when ``p1`` has none)."""
         if not isinstance(other, Pipeline):
             return NotImplemented
-        return Pipeline((*self.middlewares, *other.middlewares))
+        name = self.name if self.name is not None else other.name
+        return Pipeline((*self.middlewares, *other.middlewares), name=name)
 
     def __len__(self) -> int:
         return len(self.middlewares)

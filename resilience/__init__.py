@@ -7,7 +7,7 @@ bulkhead, cache, fallback and hedging. No framework; each is useful alone.
     answer = await retry.call(fetch, "https://example.org")
 """
 
-from resilience import backoff, redis, testing
+from resilience import backoff, redis, testing, validate
 from resilience._bulkhead import Bulkhead, BulkheadStatistics
 from resilience._cache import Cache, CacheStatistics
 from resilience._circuit import CircuitBreaker, CircuitState, CircuitStatistics, Window
@@ -21,10 +21,11 @@ from resilience._errors import (
 )
 from resilience._fallback import Fallback
 from resilience._hedge import Hedge
-from resilience._observe import Event, Subscription, observe
+from resilience._observe import Event, Listeners, Subscription, observe
 from resilience._ratelimit import RateLimiter, RateLimiterStatistics
 from resilience._retry import Retry
 from resilience._timeout import Timeout
+from resilience.faces import present as _present
 
 __all__ = [
     "Bulkhead",
@@ -39,6 +40,7 @@ __all__ = [
     "Event",
     "Fallback",
     "Hedge",
+    "Listeners",
     "RateLimited",
     "RateLimiter",
     "RateLimiterStatistics",
@@ -50,7 +52,13 @@ __all__ = [
     "TimeoutExceeded",
     "Window",
     "backoff",
+    "faces",
     "observe",
     "redis",
     "testing",
+    "validate",
 ]
+
+_present("resilience", globals())
+# The shared primitives' annotations name the in-process ones: resolvable only now.
+_present("resilience.redis", vars(redis))

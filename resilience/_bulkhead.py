@@ -11,7 +11,7 @@ import trio
 
 from resilience import _observe
 from resilience._errors import BulkheadFull
-from resilience._validate import (
+from resilience.validate import (
     fail,
     optional_name,
     optional_non_negative_duration,
@@ -129,7 +129,7 @@ class Bulkhead:
 
     def _reject(self, reason: str) -> None:
         self._rejected += 1
-        if _observe.listeners:
+        if _observe.active:
             _observe.emit(
                 "bulkhead.rejected",
                 self.name,

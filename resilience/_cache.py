@@ -12,9 +12,8 @@ import attrs
 import trio
 from trio import current_time
 
-from resilience._observe import emit
-from resilience._observe import listeners as _listeners
-from resilience._validate import (
+from resilience import _observe
+from resilience.validate import (
     is_bool,
     non_negative_duration,
     optional_name,
@@ -152,8 +151,8 @@ class Cache:
         if entry is not None and now < entry[1]:
             entries.move_to_end(key)
             self._hits += 1
-            if _listeners:
-                emit("cache.hit", self.name, key=key)
+            if _observe.active:
+                _observe.emit("cache.hit", self.name, key=key)
             value: T = entry[0]
             return value
         computed: T = await self._not_fresh(key, entry, now, fn, args, kwargs)
@@ -222,8 +221,8 @@ class Cache:
                 return await self._stale_hit(key, entry[0], fn, args, kwargs)
             del self._entries[key]
         self._misses += 1
-        if _listeners:
-            emit("cache.miss", self.name, key=key)
+        if _observe.active:
+            _observe.emit("cache.miss", self.name, key=key)
         flight = self._flights.get(key)
         if flight is not None and self.single_flight:
             return await self._wait(key, flight, fn, args, kwargs)
@@ -239,8 +238,8 @@ class Cache:
     ) -> Any:
         self._entries.move_to_end(key)
         self._stale_hits += 1
-        if _listeners:
-            emit("cache.stale_hit", self.name, key=key)
+        if _observe.active:
+            _observe.emit("cache.stale_hit", self.name, key=key)
         if key in self._flights:  # a refresh (or a computation) of this key is running
             return value
         flight = self._begin(key)
@@ -263,8 +262,8 @@ class Cache:
         try:
             return await self._compute(key, flight, fn, args, kwargs)
         except Exception as exc:
-            if _listeners:
-                emit("cache.refresh_failed", self.name, key=key, error=exc)
+            if _observe.active:
+                _observe.emit("cache.refresh_failed", self.name, key=key, error=exc)
             return stale
 
     def _begin(self, key: Hashable) -> _Flight:
@@ -345,5 +344,5 @@ class Cache:
         if len(entries) > self.max_size:
             evicted, _ = entries.popitem(last=False)
             self._evictions += 1
-            if _listeners:
-                emit("cache.evicted", self.name, key=evicted)
+            if _observe.active:
+                _observe.emit("cache.evicted", self.name, key=evicted)

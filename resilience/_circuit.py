@@ -43,7 +43,7 @@ import trio
 from resilience import _observe
 from resilience._circuit_window import CountTracker, TimeTracker, Window, new_tracker
 from resilience._errors import CircuitOpen
-from resilience._validate import (
+from resilience.validate import (
     fail,
     non_negative_duration,
     optional_callable,
@@ -382,7 +382,7 @@ class CircuitBreaker:
 
     def _reject(self, state: CircuitState, retry_after: float | None, why: str) -> NoReturn:
         self._rejections += 1
-        if _observe.listeners:
+        if _observe.active:
             _observe.emit("circuit.rejected", self.name, state=state.value, retry_after=retry_after)
         label = "circuit" if self.name is None else f"circuit {self.name!r}"
         raise CircuitOpen(f"{label} {why}", retry_after=retry_after)
@@ -496,5 +496,5 @@ class CircuitBreaker:
         self._fast = new is CLOSED and self._simple
         if new is CLOSED:
             self._clear_closed_counters()
-        if _observe.listeners:
+        if _observe.active:
             _observe.emit("circuit.state_changed", self.name, old=old.value, new=new.value)

@@ -21,7 +21,7 @@ from typing import Literal
 
 import attrs
 
-from resilience._validate import to_seconds
+from resilience.validate import count, seconds, to_seconds
 
 __all__ = ["TIME_SLICES", "CountTracker", "TimeTracker", "Window", "new_tracker"]
 
@@ -43,17 +43,9 @@ class Window:
     def __attrs_post_init__(self) -> None:
         size = self.size
         if self.kind == "count":
-            if isinstance(size, bool) or not isinstance(size, int):
-                raise TypeError(f"Window.count: n must be an int, got {size!r}")
-            if size < 1:
-                raise ValueError(f"Window.count: n must be >= 1, got {size!r}")
+            count(size, owner="Window.count", name="n")
         elif self.kind == "time":
-            if isinstance(size, bool) or not isinstance(size, int | float):
-                raise TypeError(
-                    f"Window.time: seconds must be a number of seconds or a timedelta, got {size!r}"
-                )
-            if not size > 0 or math.isinf(size):
-                raise ValueError(f"Window.time: seconds must be > 0 and finite, got {size!r}")
+            seconds(size, owner="Window.time", name="seconds", finite=True)
         else:
             raise ValueError(f"Window: kind must be 'count' or 'time', got {self.kind!r}")
 

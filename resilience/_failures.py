@@ -12,7 +12,7 @@ from typing import Any
 
 import attrs
 
-from resilience._validate import fail
+from resilience.validate import fail
 
 __all__ = ["ExceptionTypes", "check_on", "matcher"]
 

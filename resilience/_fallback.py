@@ -10,7 +10,7 @@ import attrs
 
 from resilience import _observe
 from resilience._failures import ExceptionTypes, check_on, matcher
-from resilience._validate import fail, optional_callable, optional_name
+from resilience.validate import fail, optional_callable, optional_name
 
 __all__ = ["Fallback"]
 
@@ -68,7 +68,7 @@ class Fallback(Generic[T]):
         """
         if not self._matches(exc):
             raise exc
-        if _observe.listeners:
+        if _observe.active:
             _observe.emit("fallback.used", self.name, error=exc)
         if self.handler is not None:
             return await self.handler(exc, *args, **kwargs)

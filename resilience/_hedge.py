@@ -9,7 +9,7 @@ import attrs
 import trio
 
 from resilience import _observe
-from resilience._validate import non_negative_duration, optional_name, positive_int, to_seconds
+from resilience.validate import non_negative_duration, optional_name, positive_int, to_seconds
 
 __all__ = ["Hedge"]
 
@@ -50,7 +50,7 @@ class Hedge:
         race: _Race[T] = _Race()
         async with trio.open_nursery() as nursery:
             for attempt in range(1, self.max_attempts + 1):
-                if attempt > 1 and _observe.listeners:
+                if attempt > 1 and _observe.active:
                     _observe.emit("hedge.attempt", self.name, attempt=attempt)
                 nursery.start_soon(self._attempt, race, nursery.cancel_scope, fn, args, kwargs)
                 if attempt < self.max_attempts:

@@ -1,7 +1,9 @@
 """Structured events from the primitives, delivered to listeners registered with `observe`.
 
-A primitive reports an event with ``if _observe.listeners: _observe.emit(...)``: with no
-listener registered, reporting costs one truth test and nothing is built.
+A primitive reports an event with ``if _observe.active: _observe.emit(...)``: with no
+listener registered anywhere, reporting costs one truth test and nothing is built.
+Listeners are process-wide (`observe`) or belong to a `Listeners` registry, which sees
+only the events reported in its context (one per `kernel.run`).
 
 Event kinds (``Event.kind``) and the keys of their ``data``:
 
@@ -25,14 +27,24 @@ Event kinds (``Event.kind``) and the keys of their ``data``:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
 from types import MappingProxyType
 from typing import Any, Final
 
 import attrs
 from loguru import logger
 
-__all__ = ["Event", "Listener", "Subscription", "emit", "listeners", "observe"]
+__all__ = [
+    "Event",
+    "Listener",
+    "Listeners",
+    "Subscription",
+    "active",
+    "emit",
+    "listeners",
+    "observe",
+]
 
 
 @attrs.frozen
@@ -52,8 +64,24 @@ class Event:
 
 Listener = Callable[[Event], object]
 
-#: The registered listeners. Primitives test it for truth before building an event.
+#: The process-wide listeners (`observe`): they see the events of every primitive.
 listeners: Final[list[Listener]] = []
+
+#: How many listeners are registered anywhere, process-wide or in a `Listeners` registry.
+#: Primitives test ``_observe.active`` for truth before building an event.
+active = 0
+
+_current: ContextVar[Listeners | None] = ContextVar("resilience_listeners", default=None)
+
+
+def _added() -> None:
+    global active
+    active += 1
+
+
+def _removed() -> None:
+    global active
+    active -= 1
 
 
 @attrs.define(eq=False)
@@ -61,17 +89,26 @@ class Subscription:
     """What `observe` returns: ``unsubscribe()``, or leaving ``with``, removes the listener."""
 
     listener: Listener
+    _owner: list[Listener] = attrs.field(factory=lambda: listeners, repr=False, alias="owner")
 
     def unsubscribe(self) -> None:
         """Remove the listener. Calling it again does nothing."""
-        with contextlib.suppress(ValueError):
-            listeners.remove(self.listener)
+        for index, registered in enumerate(self._owner):
+            if registered is self.listener:
+                del self._owner[index]
+                _removed()
+                return
 
     def __enter__(self) -> Subscription:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.unsubscribe()
+
+
+def _check(listener: object) -> None:
+    if not callable(listener):
+        raise TypeError(f"observe: listener must be callable, got {listener!r}")
 
 
 def observe(listener: Listener) -> Subscription:
@@ -81,10 +118,41 @@ def observe(listener: Listener) -> Subscription:
     event, so they should be quick. An exception raised by a listener is logged (loguru,
     level ERROR) and never changes the outcome of the call being observed.
     """
-    if not callable(listener):
-        raise TypeError(f"observe: listener must be callable, got {listener!r}")
+    _check(listener)
     listeners.append(listener)
+    _added()
     return Subscription(listener)
+
+
+@attrs.define(eq=False)
+class Listeners:
+    """A registry of listeners that see only the events reported in its context.
+
+    ``with registry.applied():`` makes it the registry of the current trio task (and of the
+    tasks it starts from then on: trio copies the context into each new task); an event a
+    primitive reports there goes to the process-wide listeners (`observe`) and then to this
+    registry's. One `kernel.run` holds one, so two runtimes in one process each see only
+    the events of their own calls, whichever primitive instance reports them. Registries do
+    not nest: inside another registry's ``applied()``, only the innermost one listens.
+    """
+
+    _listeners: list[Listener] = attrs.field(factory=list, init=False)
+
+    def observe(self, listener: Listener) -> Subscription:
+        """Register ``listener`` in this registry; returns its unsubscribe handle."""
+        _check(listener)
+        self._listeners.append(listener)
+        _added()
+        return Subscription(listener, owner=self._listeners)
+
+    @contextlib.contextmanager
+    def applied(self) -> Iterator[Listeners]:
+        """Make this the registry of the current context until the block ends."""
+        token = _current.set(self)
+        try:
+            yield self
+        finally:
+            _current.reset(token)
 
 
 def _now() -> float | None:
@@ -97,9 +165,12 @@ def _now() -> float | None:
 
 
 def emit(kind: str, source: str | None, **data: Any) -> None:
-    """Deliver an event to every listener. Callers test `listeners` first."""
+    """Deliver an event to the process-wide listeners, then to the current context's
+    `Listeners`. Callers test `active` first."""
     event = Event(kind, source, MappingProxyType(data), _now())
-    for listener in tuple(listeners):
+    scoped = _current.get()
+    targets = tuple(listeners) if scoped is None else (*listeners, *scoped._listeners)
+    for listener in targets:
         try:
             listener(event)
         except Exception:

@@ -18,7 +18,7 @@ from resilience._ratelimit_algorithms import (
     Reservation,
     WindowSpec,
 )
-from resilience._validate import (
+from resilience.validate import (
     fail,
     optional_name,
     optional_non_negative_duration,
@@ -198,7 +198,7 @@ class RateLimiter:
             self._admitted += 1
             return True
         self._rejected += 1
-        if _observe.listeners:
+        if _observe.active:
             retry_after = state.schedule(now, cost) - now
             _observe.emit(
                 "ratelimit.rejected", self.name, key=key, cost=cost, retry_after=retry_after
@@ -254,7 +254,7 @@ class RateLimiter:
         self._wake_head(state)
         self._admitted += 1
         self._waited += 1
-        if _observe.listeners:
+        if _observe.active:
             delay = trio.current_time() - now
             _observe.emit("ratelimit.waited", self.name, key=key, cost=cost, delay=delay)
 
@@ -285,7 +285,7 @@ class RateLimiter:
 
     def _reject(self, key: Hashable, cost: int, retry_after: float) -> None:
         self._rejected += 1
-        if _observe.listeners:
+        if _observe.active:
             _observe.emit(
                 "ratelimit.rejected", self.name, key=key, cost=cost, retry_after=retry_after
             )

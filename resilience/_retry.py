@@ -20,14 +20,14 @@ from tenacity.stop import stop_base
 
 from resilience import _observe
 from resilience._failures import check_on, matcher
-from resilience._validate import (
+from resilience.backoff import exponential
+from resilience.validate import (
     fail,
     optional_callable,
     optional_name,
     optional_non_negative_duration,
     to_seconds,
 )
-from resilience.backoff import exponential
 
 __all__ = ["Retry", "fast_mode"]
 
@@ -162,19 +162,19 @@ class Retry:
             if not self._should_retry(failure, state):
                 raise failure
             if self._gives_up(failure, state, now):
-                if _observe.listeners:
+                if _observe.active:
                     _observe.emit(
                         "retry.gave_up", self.name, attempts=state.attempt_number, error=failure
                     )
                 raise failure
             delay = self._delay(failure, state)
             if self.timeout is not None and now - state.start_time + delay > self.timeout:
-                if _observe.listeners:
+                if _observe.active:
                     _observe.emit(
                         "retry.gave_up", self.name, attempts=state.attempt_number, error=failure
                     )
                 raise failure
-            if _observe.listeners:
+            if _observe.active:
                 _observe.emit(
                     "retry.attempt",
                     self.name,

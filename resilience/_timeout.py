@@ -10,7 +10,7 @@ import trio
 
 from resilience import _observe
 from resilience._errors import TimeoutExceeded
-from resilience._validate import non_negative_duration, optional_name, to_seconds
+from resilience.validate import non_negative_duration, optional_name, to_seconds
 
 __all__ = ["Timeout"]
 
@@ -38,6 +38,6 @@ class Timeout:
         with trio.CancelScope(deadline=trio.current_time() + self.seconds):
             return await fn(*args, **kwargs)
         # Only reached when this scope's deadline cancelled fn.
-        if _observe.listeners:
+        if _observe.active:
             _observe.emit("timeout.exceeded", self.name, seconds=self.seconds)
         raise TimeoutExceeded(f"call did not finish within {self.seconds:g} s")

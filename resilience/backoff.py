@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 import attrs
 from tenacity.wait import wait_base
 
-from resilience._validate import fail, non_negative_duration, to_seconds
+from resilience.validate import fail, non_negative_duration, to_seconds
 
 if TYPE_CHECKING:
     from tenacity import RetryCallState

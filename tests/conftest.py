@@ -4,9 +4,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from middleware.observability._metrics import MetricsRegistry, default_registry
-from resilience import _observe
-from resilience._observe import Event
+from middleware.observability import MetricsRegistry, default_registry
+from resilience import Event, _observe
 
 
 @pytest.fixture

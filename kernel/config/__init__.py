@@ -33,5 +33,8 @@ from kernel.config._env import from_env
 from kernel.config._secret import Secret
 from kernel.config._text import DURATION_UNITS, Duration
 from kernel.config._toml import from_toml
+from resilience.faces import present as _present
 
 __all__ = ["DURATION_UNITS", "Duration", "Secret", "from_env", "from_toml"]
+
+_present("kernel.config", globals())

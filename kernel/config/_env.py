@@ -12,9 +12,9 @@ from typing import Any, TypeVar
 
 import attrs
 
+from kernel._redaction import REDACTED
 from kernel.config._load import Field, attrs_class_of, fields_of, load, no_such_setting
 from kernel.config._text import TextError, parse
-from kernel.observability._redaction import REDACTED
 
 __all__ = ["from_env"]
 

@@ -11,11 +11,11 @@ from typing import Any, Final, TypeVar
 
 import attrs
 
-from kernel._config import structure
 from kernel._errors import ConfigError
+from kernel._redaction import REDACTED
+from kernel._structure import structure
 from kernel.config._secret import is_secret
 from kernel.config._text import optional_of, unwrap
-from kernel.observability._redaction import REDACTED
 
 __all__ = [
     "Field",

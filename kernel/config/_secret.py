@@ -5,8 +5,8 @@ from __future__ import annotations
 import hmac
 from typing import Any, Final, final
 
-from kernel._config import converter
-from kernel.observability._redaction import REDACTED, Redaction
+from kernel._redaction import REDACTED, Redaction
+from kernel._structure import converter
 
 __all__ = ["Secret", "is_secret"]
 

@@ -10,9 +10,9 @@ from typing import Any, TypeVar
 import attrs
 
 from kernel._errors import ConfigError
+from kernel._redaction import REDACTED
 from kernel.config._load import attrs_class_of, fields_of, load, no_such_setting
 from kernel.config._text import TextError, item_type, optional_of, parse, unwrap
-from kernel.observability._redaction import REDACTED
 
 __all__ = ["from_toml"]
 

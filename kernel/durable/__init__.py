@@ -44,6 +44,7 @@ from kernel.durable._records import (
 from kernel.durable._resource import engine
 from kernel.durable._sqlite import SqliteStore
 from kernel.durable._store import Store
+from resilience.faces import present as _present
 
 __all__ = [
     "STATUSES",
@@ -82,3 +83,5 @@ __all__ = [
     "signal",
     "workflow",
 ]
+
+_present("kernel.durable", globals())

@@ -14,6 +14,7 @@ import math
 import typing
 from collections import Counter
 from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
+from datetime import timedelta
 from typing import Any, Generic, TypeVar, overload
 
 import attrs
@@ -31,6 +32,7 @@ from kernel.durable._errors import (
 from kernel.durable._records import AuditEntry, AuditKind, Execution, StepRecord
 from kernel.durable._serde import decode, dumps, loads
 from kernel.durable._store import Store
+from resilience import validate
 
 __all__ = ["Context", "RunEnv", "StepBuilder", "Suspend"]
 
@@ -231,7 +233,7 @@ class Context:
         /,
         *,
         retries: int = 0,
-        timeout: float | None = None,
+        timeout: float | timedelta | None = None,
         returns: Any = None,
     ) -> StepBuilder[Any]: ...
 
@@ -243,7 +245,7 @@ class Context:
         /,
         *args: Any,
         retries: int = 0,
-        timeout: float | None = None,
+        timeout: float | timedelta | None = None,
         returns: Any = None,
     ) -> StepBuilder[T]: ...
 
@@ -254,7 +256,7 @@ class Context:
         /,
         *args: Any,
         retries: int = 0,
-        timeout: float | None = None,
+        timeout: float | timedelta | None = None,
         returns: Any = None,
     ) -> StepBuilder[Any]:
         """A memoized step: ``await ctx.step("charge", charge, order)``.
@@ -266,12 +268,9 @@ class Context:
         A result that cannot be stored fails the step at once (`SerializationError`).
         A failure is not recorded: the step runs again on the next attempt.
         """
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise DurableError(f"step {step_id!r}: retries must be an int >= 0, got {retries!r}")
-        if timeout is not None and not (
-            isinstance(timeout, int | float) and not isinstance(timeout, bool) and timeout > 0
-        ):
-            raise DurableError(f"step {step_id!r}: timeout must be seconds > 0, got {timeout!r}")
+        owner = f"step {step_id!r}"
+        validate.count(retries, owner=owner, name="retries", minimum=0)
+        timeout = validate.optional_seconds(timeout, owner=owner, name="timeout")
         builder: StepBuilder[Any] = StepBuilder(self, step_id, retries, timeout, returns)
         return builder if fn is None else builder.up(fn, *args)
 
@@ -327,12 +326,11 @@ class Context:
 
     # ------------------------------------------------------------------ time and signals
 
-    async def sleep(self, seconds: float, *, step_id: str | None = None) -> None:
+    async def sleep(self, seconds: float | timedelta, *, step_id: str | None = None) -> None:
         """Sleep durably: the wake time is stored first, and a recovery after a crash
         waits only the remainder. The run ends here and the execution is ``sleeping``
         until then (no worker, no memory held)."""
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
-            raise DurableError(f"sleep: seconds must be a number >= 0, got {seconds!r}")
+        seconds = validate.seconds(seconds, owner="sleep", name="seconds", minimum="zero")
         sleep_id = self._auto_id("sleep", step_id)
         position, record = self._take(sleep_id)
         if record is None:
@@ -360,11 +358,15 @@ class Context:
         signal: Signal[T],
         *,
         step_id: str | None = None,
-        timeout: float,
+        timeout: float | timedelta,
     ) -> SignalResult[T]: ...
 
     async def wait_for_signal(
-        self, signal: Signal[T], *, step_id: str | None = None, timeout: float | None = None
+        self,
+        signal: Signal[T],
+        *,
+        step_id: str | None = None,
+        timeout: float | timedelta | None = None,
     ) -> T | SignalResult[T]:
         """Wait for ``signal``; return its payload (a signal sent before the wait was
         buffered and is taken now). With ``timeout`` (seconds, stored like a sleep's wake
@@ -372,10 +374,9 @@ class Context:
         ``kind="timeout"``. Each signal is delivered to exactly one wait."""
         if not isinstance(signal, Signal):
             raise DurableError(f"wait_for_signal: expected a kernel.durable.signal, got {signal!r}")
-        if timeout is not None and (
-            isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0
-        ):
-            raise DurableError(f"wait_for_signal: timeout must be seconds >= 0, got {timeout!r}")
+        timeout = validate.optional_seconds(
+            timeout, owner="wait_for_signal", name="timeout", minimum="zero"
+        )
         wait_id = self._auto_id(f"signal:{signal.id}", step_id)
         position, record = self._take(wait_id)
         what = f"signal wait {wait_id!r}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import timedelta
 from typing import Any, Literal, TypeAlias, TypeVar
 
 import attrs
@@ -11,6 +12,7 @@ from kernel._definitions import Event
 from kernel.durable._context import Context, RunEnv, StepBuilder
 from kernel.durable._definitions import Branch, Signal
 from kernel.durable._records import Execution
+from resilience import validate
 
 __all__ = ["FlowNode", "FlowShape", "Recorder"]
 
@@ -58,11 +60,16 @@ class Recorder(Context):
     async def rollback(self) -> None:
         """Nothing to undo while describing."""
 
-    async def sleep(self, seconds: float, *, step_id: str | None = None) -> None:
+    async def sleep(self, seconds: float | timedelta, *, step_id: str | None = None) -> None:
+        seconds = validate.seconds(seconds, owner="sleep", name="seconds", minimum="zero")
         self.nodes.append(FlowNode("sleep", self._auto_id("sleep", step_id), {"seconds": seconds}))
 
     async def wait_for_signal(  # type: ignore[override]
-        self, signal: Signal[T], *, step_id: str | None = None, timeout: float | None = None
+        self,
+        signal: Signal[T],
+        *,
+        step_id: str | None = None,
+        timeout: float | timedelta | None = None,
     ) -> None:
         details = {"signal": signal.id, "timeout": timeout}
         self.nodes.append(

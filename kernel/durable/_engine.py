@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
-from kernel._config import structure
 from kernel._definitions import Event, Task
+from kernel._structure import structure
 from kernel.durable._context import Context, RunEnv
 from kernel.durable._definitions import WORKFLOW, Signal, WorkflowConfig
 from kernel.durable._describe import FlowShape, Recorder
@@ -36,10 +36,11 @@ from kernel.durable._records import ACTIVE, AuditEntry, Execution, Schedule, Sta
 from kernel.durable._schedules import check_cadence, next_tick
 from kernel.durable._serde import dumps, loads
 from kernel.durable._store import LocalStore, Store
-from kernel.observability._logging import kernel_logger
+from kernel.observability import kernel_logger
+from resilience import validate
 
 if TYPE_CHECKING:
-    from kernel._runtime import Runtime
+    from kernel._host import Host
     from kernel.durable._worker import Worker
 
 __all__ = ["Engine"]
@@ -89,7 +90,7 @@ class Engine:
     call ``engine.context()`` inside a workflow for its durable operations.
     """
 
-    def __init__(self, id: str, store: Store, runtime: Runtime, options: EngineOptions) -> None:
+    def __init__(self, id: str, store: Store, runtime: Host, options: EngineOptions) -> None:
         self.id = id
         self.store = store
         self.runtime = runtime
@@ -252,10 +253,9 @@ class Engine:
         if (at is None) == (delay is None):
             raise ValueError("schedule: give exactly one of at= and delay=")
         if delay is not None:
-            seconds = delay.total_seconds() if isinstance(delay, timedelta) else delay
-            if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
-                raise ValueError(f"schedule: delay must be seconds >= 0, got {delay!r}")
-            wake_at = self.now() + seconds
+            wake_at = self.now() + validate.seconds(
+                delay, owner="schedule", name="delay", minimum="zero"
+            )
         elif isinstance(at, datetime):
             if at.tzinfo is None:
                 raise ValueError("schedule: at must be an aware datetime (with a tzinfo)")
@@ -385,9 +385,7 @@ class Engine:
         """Create the recurring schedule ``id``, or update it when it differs (safe to call
         at every start). ``cron`` is read in UTC; ``interval`` in seconds. Each tick
         starts exactly one execution, whatever the number of workers."""
-        if isinstance(interval, timedelta):
-            interval = interval.total_seconds()
-        check_cadence(cron, interval)
+        interval = check_cadence(cron, interval)
         if not isinstance(id, str) or not id:
             raise ValueError(f"ensure_schedule: id must be a non-empty str, got {id!r}")
         task = self._resolve(task_or_id)
@@ -523,8 +521,7 @@ class Engine:
         if task.input is not None and input is not None:
             input = structure(input, task.input, owner=f"workflow {task.id!r}", path="input")
         recorder = Recorder(self.env, task.id)
-        node = self.runtime.graph.node(task.id)
-        deps = self.runtime._resolve(node)
+        deps = self.runtime.dependencies(task)
         token = self.current.set(recorder)
         stopped = None
         try:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import trio
 
@@ -27,13 +29,14 @@ def engine(
     *,
     store: Store,
     worker: bool = True,
-    polling_interval: float = 1.0,
+    polling_interval: float | timedelta = 1.0,
     recover_on_startup: bool = True,
     max_attempts: int = 3,
-    claim_ttl: float = 30.0,
+    claim_ttl: float | timedelta = 30.0,
     audit: bool = True,
-    concurrency: int = 16,
-) -> Resource:
+    max_concurrent: int = 16,
+    concurrency: int | None = None,
+) -> Resource[Engine]:
     """Declare a durable engine resource; its value is an `Engine`.
 
     - ``store``: where executions live: `MemoryStore` (tests), `SqliteStore` (embedded),
@@ -48,20 +51,25 @@ def engine(
     - ``claim_ttl``: seconds a worker's claim on a running execution lasts without renewal
       (renewed every third of it); a crashed worker's executions go to others after it.
     - ``audit``: keep the timeline of each execution (``store.list_audit_entries``).
-    - ``concurrency``: executions this worker runs at once.
+    - ``max_concurrent``: executions this worker runs at once (``concurrency=``, its old
+      name, still works with a `DeprecationWarning`).
     """
-    try:
-        options = EngineOptions(
-            worker=worker,
-            polling_interval=polling_interval,
-            recover_on_startup=recover_on_startup,
-            max_attempts=max_attempts,
-            claim_ttl=claim_ttl,
-            audit=audit,
-            concurrency=concurrency,
+    if concurrency is not None:
+        warnings.warn(
+            "kernel.durable.engine(concurrency=...) is deprecated: use max_concurrent=",
+            DeprecationWarning,
+            stacklevel=2,
         )
-    except (TypeError, ValueError) as exc:
-        raise DefinitionError(str(exc)) from exc
+        max_concurrent = concurrency
+    options = EngineOptions(
+        worker=worker,
+        polling_interval=polling_interval,
+        recover_on_startup=recover_on_startup,
+        max_attempts=max_attempts,
+        claim_ttl=claim_ttl,
+        audit=audit,
+        max_concurrent=max_concurrent,
+    )
     if not isinstance(store, Store):
         raise DefinitionError(
             f"kernel.durable.engine {id!r}: store must be a MemoryStore, SqliteStore, "

@@ -27,7 +27,7 @@ from croniter import croniter
 
 from kernel.durable._errors import CorruptRecordError
 from kernel.durable._records import STATUSES, Execution, Schedule, StepRecord
-from kernel.observability._logging import kernel_logger
+from kernel.observability import kernel_logger
 
 __all__ = [
     "EXECUTION_COLUMNS",

@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from croniter import croniter
+
+from resilience import validate
 
 __all__ = ["check_cadence", "next_tick"]
 
 
-def check_cadence(cron: str | None, interval: float | None) -> None:
-    """Exactly one of ``cron`` (a valid 5- or 6-field line) and ``interval`` (seconds > 0)."""
+def check_cadence(cron: str | None, interval: float | timedelta | None) -> float | None:
+    """Exactly one of ``cron`` (a valid 5- or 6-field line) and ``interval`` (seconds or a
+    timedelta, > 0); returns the interval in seconds."""
     if (cron is None) == (interval is None):
         raise ValueError("ensure_schedule: give exactly one of cron= and interval=")
     if cron is not None and (not isinstance(cron, str) or not croniter.is_valid(cron)):
         raise ValueError(f"ensure_schedule: cron must be a valid cron line, got {cron!r}")
-    if interval is not None and (
-        isinstance(interval, bool) or not isinstance(interval, int | float) or interval <= 0
-    ):
-        raise ValueError(f"ensure_schedule: interval must be seconds > 0, got {interval!r}")
+    return validate.optional_seconds(interval, owner="ensure_schedule", name="interval")
 
 
 def next_tick(cron: str | None, interval: float | None, *, due: float, now: float) -> float:

@@ -15,8 +15,8 @@ from typing import Any
 import cattrs
 from cattrs.errors import CattrsError
 
-from kernel._config import converter, problems
 from kernel._converter import type_name
+from kernel._structure import converter, problems
 from kernel.durable._errors import CorruptRecordError, SerializationError
 
 __all__ = ["decode", "dumps", "loads"]

@@ -22,9 +22,8 @@ from kernel.durable._errors import (
 )
 from kernel.durable._records import AuditEntry, Execution, Status
 from kernel.durable._serde import dumps, loads
-from kernel.observability._failures import execution_watch
-from kernel.observability._logging import execution_id as log_execution_id
-from kernel.observability._logging import kernel_logger
+from kernel.observability import execution_id as log_execution_id
+from kernel.observability import execution_watch, kernel_logger
 
 if TYPE_CHECKING:
     from kernel.durable._engine import Engine

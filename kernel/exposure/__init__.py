@@ -13,6 +13,7 @@ package does not import hypercorn, Starlette or httpx.
 from kernel.exposure._config import BearerAuth, ExposureConfig
 from kernel.exposure._remote import RemoteEndpoint, remote, remote_task, request_id, retryable
 from kernel.exposure._server import Exposure, http, principal
+from resilience.faces import present as _present
 
 __all__ = [
     "BearerAuth",
@@ -26,3 +27,5 @@ __all__ = [
     "request_id",
     "retryable",
 ]
+
+_present("kernel.exposure", globals())

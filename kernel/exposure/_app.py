@@ -46,24 +46,24 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import resilience as rs
-from kernel._config import converter, structure
 from kernel._definitions import Event, Task
 from kernel._errors import ConfigError, PublicError
 from kernel._graph import KERNEL_PLACE, Node
 from kernel._shutdown import ShuttingDown
-from kernel.durable._definitions import WORKFLOW
+from kernel._structure import converter, structure
+from kernel.durable import WORKFLOW
 from kernel.exposure._config import BearerAuth, ExposureConfig
 from kernel.exposure._limits import Refusal, parse_json, read_body
 from kernel.exposure._remote import request_id as outgoing_request_id
 from kernel.exposure._schema import json_schema
 from kernel.exposure._server import principal
-from kernel.observability._logging import kernel_logger
-from kernel.observability._metrics import prometheus_text
+from kernel.metrics import prometheus_text
+from kernel.observability import kernel_logger
 
 if TYPE_CHECKING:
     from loguru import Logger
 
-    from kernel._runtime import Runtime
+    from kernel._host import Host
 
 __all__ = ["REQUEST_ID_KEY", "ExposureApp", "build_app"]
 
@@ -238,7 +238,7 @@ def _is_workflow(node: Node) -> bool:
 class ExposureApp:
     """The Starlette app serving ``runtime`` as ``config`` says; `asgi` is what to serve."""
 
-    def __init__(self, runtime: Runtime, config: ExposureConfig) -> None:
+    def __init__(self, runtime: Host, config: ExposureConfig) -> None:
         self._runtime = runtime
         # Unauthenticated probes share one report per period (single-flight): no amplification.
         self._health_cache = (
@@ -477,7 +477,7 @@ class _Calls:
     """ASGI wrapper: the request id on every response, ``Connection: close`` where the
     connection must not be reused, and one log line per call."""
 
-    def __init__(self, app: ASGIApp, log: Logger, runtime: Runtime) -> None:
+    def __init__(self, app: ASGIApp, log: Logger, runtime: Host) -> None:
         self._app = app
         self._log = log
         self._runtime = runtime
@@ -564,7 +564,7 @@ class _Calls:
             self._log.info("{} {} -> {}", method, path, status, data=data)
 
 
-def build_app(runtime: Runtime, config: ExposureConfig) -> ASGIApp:
+def build_app(runtime: Host, config: ExposureConfig) -> ASGIApp:
     """The ASGI application serving ``runtime`` as ``config`` says."""
     return ExposureApp(runtime, config).asgi
 

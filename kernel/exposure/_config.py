@@ -17,7 +17,7 @@ import attrs
 
 from kernel._definitions import Tag, tag
 from kernel._errors import DefinitionError
-from resilience._validate import (
+from resilience.validate import (
     fail,
     is_bool,
     non_negative_duration,

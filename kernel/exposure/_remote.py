@@ -28,7 +28,6 @@ Importing this module imports neither httpx nor OpenTelemetry: httpx is imported
 
 from __future__ import annotations
 
-import math
 import re
 import sys
 import uuid
@@ -41,9 +40,10 @@ from typing import TYPE_CHECKING, Any, Final
 import attrs
 
 import middleware as mw
-from kernel._config import converter, structure
 from kernel._definitions import Resource, Task, resource
 from kernel._errors import DefinitionError, PublicError, RemoteError
+from kernel._structure import converter, structure
+from resilience import validate
 
 if TYPE_CHECKING:
     import httpx
@@ -210,18 +210,6 @@ def retryable(exc: Exception) -> bool:
     return httpx is not None and isinstance(exc, httpx.TransportError)
 
 
-def _seconds(value: object) -> float:
-    if isinstance(value, timedelta):
-        value = value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(
-            f"{_OWNER}: timeout must be a number of seconds or a timedelta, got {value!r}"
-        )
-    if math.isnan(value) or value <= 0:
-        raise ValueError(f"{_OWNER}: timeout must be > 0, got {value!r}")
-    return float(value)
-
-
 def _check_url(base_url: object) -> str:
     if not isinstance(base_url, str):
         raise TypeError(f"{_OWNER}: base_url must be a str, got {base_url!r}")
@@ -272,7 +260,7 @@ def remote(
     """
     url = _check_url(base_url)
     secret = _check_token(token)
-    seconds = _seconds(timeout)
+    seconds = validate.seconds(timeout, owner=_OWNER, name="timeout")
     path = _check_base_path(base_path)
     headers = {} if secret is None else {"authorization": f"Bearer {secret}"}
 

@@ -37,7 +37,7 @@ from kernel._definitions import Resource, resource
 from kernel._errors import KernelError
 from kernel._scope import Scope
 from kernel.exposure._config import EXPOSURE, Authenticator, BearerAuth, ExposureConfig
-from kernel.observability._logging import kernel_logger
+from kernel.observability import kernel_logger
 
 if TYPE_CHECKING:
     from hypercorn.config import Config

@@ -12,13 +12,14 @@ runs the event's hooks there, which see ``emission.delivery`` (message id and at
 `memory` is the same contract inside one process, for tests.
 """
 
-from kernel._events import Delivery
+from kernel._bus import Delivery
 from kernel.lanes._broker import MemoryBroker
 from kernel.lanes._errors import LaneUnavailable
 from kernel.lanes._lane import Lane
 from kernel.lanes._metrics import lane_families
 from kernel.lanes._resources import lane_tag, memory, redis
 from kernel.lanes._stats import DeadLetter, LaneStats, LaneStatus
+from resilience.faces import present as _present
 
 __all__ = [
     "DeadLetter",
@@ -33,3 +34,5 @@ __all__ = [
     "memory",
     "redis",
 ]
+
+_present("kernel.lanes", globals())

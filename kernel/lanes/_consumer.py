@@ -36,10 +36,10 @@ from typing import Any
 import trio
 from loguru import logger
 
-from kernel._config import structure
+from kernel._bus import Delivery
 from kernel._errors import ConfigError
-from kernel._events import Delivery
 from kernel._shutdown import ShuttingDown
+from kernel._structure import structure
 from kernel.exposure import request_id
 from kernel.lanes._broker import Entry, envelope_of
 from kernel.lanes._envelope import BadEnvelope, Envelope, text_fields, unseal

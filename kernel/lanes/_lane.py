@@ -14,14 +14,15 @@ import socket
 import sys
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 import trio
 from loguru import logger
 
-from kernel._config import converter
 from kernel._definitions import Event
+from kernel._host import Host
+from kernel._structure import converter
 from kernel.exposure import request_id
 from kernel.lanes._broker import Broker
 from kernel.lanes._envelope import seal
@@ -30,9 +31,6 @@ from kernel.lanes._metrics import LIVE
 from kernel.lanes._options import LaneOptions
 from kernel.lanes._stats import Counters, DeadLetter, LaneStats, LaneStatus
 from resilience import StoreUnavailable
-
-if TYPE_CHECKING:
-    from kernel._runtime import Runtime
 
 __all__ = ["Lane", "consumer_name", "dead_letter_of"]
 
@@ -65,7 +63,7 @@ class Lane:
 
     options: LaneOptions
     broker: Broker = attrs.field(repr=False)
-    runtime: Runtime = attrs.field(repr=False)
+    runtime: Host = attrs.field(repr=False)
     #: The name of this process's consumer in the group.
     consumer: str = attrs.field(factory=consumer_name)
     counters: Counters = attrs.field(init=False)

@@ -1,19 +1,19 @@
 """`LaneOptions`: what a lane is told, validated once, each bad value named.
 
 Durations are seconds as ``float`` (a ``datetime.timedelta`` is accepted too). A wrong type
-raises `TypeError`, a value out of range `ValueError`, each naming the option.
+raises `TypeError`, a value out of range `ValueError`, each naming the option (the checks
+of `resilience.validate`, as everywhere).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from datetime import timedelta
 from typing import Any, Literal
 
 import attrs
 
 from kernel._definitions import Event
+from resilience import validate
 
 __all__ = ["FailureMode", "LaneOptions"]
 
@@ -21,29 +21,17 @@ FailureMode = Literal["fail_fast", "aggregate"]
 
 
 def _fail(name: str, message: str, exc: type[Exception] = ValueError) -> None:
-    raise exc(f"kernel.lanes: {name} {message}")
-
-
-def _seconds(value: Any) -> Any:
-    return value.total_seconds() if isinstance(value, timedelta) else value
-
-
-def _number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        _fail(name, f"must be a number of seconds (or a timedelta), got {value!r}", TypeError)
-    if not math.isfinite(value):
-        _fail(name, f"must be finite, got {value!r}")
-    return float(value)
+    raise exc(f"LaneOptions: {name} {message}")
 
 
 def _positive(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if _number(attribute.name, value) <= 0:
-        _fail(attribute.name, f"must be > 0, got {value!r}")
+    validate.positive_duration(instance, attribute, value)
+    validate.finite(instance, attribute, value)
 
 
 def _non_negative(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if _number(attribute.name, value) < 0:
-        _fail(attribute.name, f"must be >= 0, got {value!r}")
+    validate.non_negative_duration(instance, attribute, value)
+    validate.finite(instance, attribute, value)
 
 
 def _optional_positive(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -55,10 +43,7 @@ def _count(minimum: int, *, optional: bool = False) -> Any:
     def check(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         if value is None and optional:
             return
-        if isinstance(value, bool) or not isinstance(value, int):
-            _fail(attribute.name, f"must be an int, got {value!r}", TypeError)
-        if value < minimum:
-            _fail(attribute.name, f"must be >= {minimum}, got {value!r}")
+        validate.count(value, owner="LaneOptions", name=attribute.name, minimum=minimum)
 
     return check
 
@@ -103,11 +88,6 @@ def _optional_text(instance: Any, attribute: attrs.Attribute[Any], value: Any) -
         _text(instance, attribute, value)
 
 
-def _bool(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if not isinstance(value, bool):
-        _fail(attribute.name, f"must be a bool, got {value!r}", TypeError)
-
-
 def _mode(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value not in ("fail_fast", "aggregate"):
         _fail("failure_mode", f"must be 'fail_fast' or 'aggregate', got {value!r}")
@@ -120,20 +100,28 @@ class LaneOptions:
     id: str = attrs.field(validator=_text)
     events: tuple[Event, ...] = attrs.field(converter=_to_events, validator=_events)
     group: str = attrs.field(validator=_text)
-    consume: bool = attrs.field(default=True, validator=_bool)
+    consume: bool = attrs.field(default=True, validator=validate.is_bool)
     max_attempts: int = attrs.field(default=5, validator=_count(1))
-    retry_delay: float = attrs.field(default=1.0, converter=_seconds, validator=_non_negative)
+    retry_delay: float = attrs.field(
+        default=1.0, converter=validate.to_seconds, validator=_non_negative
+    )
     retry_backoff: float = attrs.field(default=1.0, validator=_positive)
-    max_retry_delay: float = attrs.field(default=60.0, converter=_seconds, validator=_non_negative)
-    claim_idle: float = attrs.field(default=30.0, converter=_seconds, validator=_positive)
+    max_retry_delay: float = attrs.field(
+        default=60.0, converter=validate.to_seconds, validator=_non_negative
+    )
+    claim_idle: float = attrs.field(
+        default=30.0, converter=validate.to_seconds, validator=_positive
+    )
     secret: bytes | None = attrs.field(default=None, validator=_secret, repr=False)
     batch: int = attrs.field(default=64, validator=_count(1))
     maxlen: int | None = attrs.field(default=100_000, validator=_count(1, optional=True))
-    emit_wait: float = attrs.field(default=0.0, converter=_seconds, validator=_non_negative)
+    emit_wait: float = attrs.field(
+        default=0.0, converter=validate.to_seconds, validator=_non_negative
+    )
     failure_mode: FailureMode = attrs.field(default="fail_fast", validator=_mode)
     max_pending: int | None = attrs.field(default=None, validator=_count(0, optional=True))
     max_pending_age: float | None = attrs.field(
-        default=None, converter=_seconds, validator=_optional_positive
+        default=None, converter=validate.to_seconds, validator=_optional_positive
     )
     stream: str | None = attrs.field(default=None, validator=_optional_text)
     source: str | None = attrs.field(default=None, validator=_optional_text)

@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 import attrs
 
+from kernel._redaction import Redaction, safe_repr
 from kernel.observability._handlers import default_handler_id, handlers
 from kernel.observability._logging import LogConfig, redact_record
-from kernel.observability._redaction import Redaction, safe_repr
 
 if TYPE_CHECKING:
     from loguru import Record

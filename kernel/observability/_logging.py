@@ -51,8 +51,8 @@ from typing import TYPE_CHECKING, Any, Final, Literal, cast
 import attrs
 from loguru import logger as _loguru
 
+from kernel._redaction import REDACTED, Redaction, safe_repr
 from kernel.observability._handlers import restore_default, take_default
-from kernel.observability._redaction import REDACTED, Redaction, safe_repr
 from kernel.observability._tracebacks import (
     RedactedTraceback,
     redact_exception,

@@ -35,8 +35,7 @@ from typing import TYPE_CHECKING, Final, cast
 import attrs
 
 import resilience as rs
-from middleware.observability import _metrics
-from middleware.observability._metrics import MetricsRegistry, MetricsSnapshot
+from middleware.observability import MetricsRegistry, MetricsSnapshot, default_registry
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -93,15 +92,19 @@ _MISSING: Final = (
 )
 
 
-def observe_primitives(registry: MetricsRegistry | None = None) -> rs.Subscription:
-    """Feed every resilience event into ``registry`` (default: the process-wide one) until
-    the returned subscription is unsubscribed (or its ``with`` block left)."""
-    return rs.observe(_registry(registry, "observe_primitives").record_event)
+def observe_primitives(
+    registry: MetricsRegistry | None = None, *, into: rs.Listeners | None = None
+) -> rs.Subscription:
+    """Feed resilience events into ``registry`` (default: the process-wide one) until the
+    returned subscription is unsubscribed (or its ``with`` block left): every event, or,
+    ``into`` a `resilience.Listeners` registry, those reported in its context (a runtime's)."""
+    record = _registry(registry, "observe_primitives").record_event
+    return rs.observe(record) if into is None else into.observe(record)
 
 
 def _registry(registry: MetricsRegistry | None, owner: str) -> MetricsRegistry:
     if registry is None:
-        return _metrics.default_registry
+        return default_registry
     if not isinstance(registry, MetricsRegistry):
         raise TypeError(f"{owner}: registry must be a MetricsRegistry, got {registry!r}")
     return registry

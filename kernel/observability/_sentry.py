@@ -50,6 +50,7 @@ import attrs
 import trio
 from loguru import logger as _loguru
 
+from kernel._redaction import Redaction
 from kernel.config import Duration, Secret
 from kernel.observability._failures import Failures
 from kernel.observability._logging import (
@@ -59,8 +60,7 @@ from kernel.observability._logging import (
     kernel_logger,
     optional_level,
 )
-from kernel.observability._redaction import Redaction
-from resilience._validate import non_negative_duration, positive_int, to_seconds
+from resilience.validate import non_negative_duration, positive_int, to_seconds
 
 if TYPE_CHECKING:
     import sentry_sdk

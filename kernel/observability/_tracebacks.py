@@ -20,7 +20,7 @@ from __future__ import annotations
 import traceback
 from typing import Any
 
-from kernel.observability._redaction import Redaction
+from kernel._redaction import Redaction
 
 __all__ = ["RedactedTraceback", "redact_exception", "safe_str", "type_name"]
 

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 import attrs
 import trio
 
-from middleware.observability._trace import OTEL_EXTRA, TRACER_NAME, Trace, run_in_span, trace
-from middleware.observability._trace import trace_events as _trace_events
+from middleware.observability import OTEL_EXTRA, TRACER_NAME, Trace, run_in_span, trace
+from middleware.observability import trace_events as _trace_events
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
@@ -32,8 +32,8 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace.sampling import Sampler
     from opentelemetry.trace import Tracer
 
-    from kernel._events import Emission
-    from resilience._observe import Event
+    from kernel._bus import Emission
+    from resilience import Event
 
 __all__ = ["Tracing", "TracingConfig", "start_tracing"]
 

@@ -28,8 +28,8 @@ import trio
 from middleware._call import Call, Middleware, Next
 from middleware._pipeline import Bound, Factory
 from middleware.observability._quantiles import LogHistogram, accuracy, quantiles_of
-from resilience._observe import Event
-from resilience._validate import positive_int
+from resilience import Event
+from resilience.validate import positive_int
 
 __all__ = [
     "UNNAMED",

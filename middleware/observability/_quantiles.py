@@ -19,7 +19,7 @@ from typing import Any
 import attrs
 from ddsketch.mapping import LogarithmicMapping
 
-from resilience._validate import fail, positive_int
+from resilience.validate import fail, positive_int
 
 __all__ = ["LogHistogram", "accuracy", "quantiles_of"]
 

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer
     from opentelemetry.util.types import AttributeValue
 
-    from resilience._observe import Event
+    from resilience import Event
 
 __all__ = [
     "OTEL_EXTRA",

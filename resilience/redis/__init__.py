@@ -13,6 +13,7 @@ does not import coredis; building a `Store` does.
 """
 
 from resilience._errors import StoreUnavailable
+from resilience.faces import present as _present
 from resilience.redis._bulkhead import Bulkhead
 from resilience.redis._cache import Cache, CacheStatistics
 from resilience.redis._circuit import CircuitBreaker
@@ -29,3 +30,5 @@ __all__ = [
     "Store",
     "StoreUnavailable",
 ]
+
+_present("resilience.redis", globals())

@@ -37,11 +37,11 @@ from loguru import logger
 import resilience as rs
 from resilience import _observe
 from resilience._errors import BulkheadFull, StoreUnavailable
-from resilience._validate import finite, positive_duration, to_seconds
 from resilience.redis._entries import Entries
 from resilience.redis._keys import is_label
 from resilience.redis._scripts import script
 from resilience.redis._store import LOCAL, Store, StoreClosed, is_store
+from resilience.validate import finite, positive_duration, to_seconds
 
 __all__ = ["POLL_INTERVAL", "Bulkhead"]
 
@@ -249,7 +249,7 @@ class Bulkhead:
 
     def _reject(self, reason: str, active: int | None, queued: int | None) -> BulkheadFull:
         self._rejected += 1
-        if _observe.listeners:
+        if _observe.active:
             _observe.emit(
                 "bulkhead.rejected", self.name, active=active, queued=queued, reason=reason
             )

@@ -42,17 +42,17 @@ from loguru import logger
 import resilience as rs
 from resilience import _observe
 from resilience._errors import StoreUnavailable
-from resilience._validate import (
+from resilience.redis._codec import dumps, loads, return_type
+from resilience.redis._keys import check_user_key, is_label
+from resilience.redis._scripts import script
+from resilience.redis._store import LOCAL, Store, StoreClosed, is_store
+from resilience.validate import (
     finite,
     is_bool,
     non_negative_duration,
     positive_duration,
     to_seconds,
 )
-from resilience.redis._codec import dumps, loads, return_type
-from resilience.redis._keys import check_user_key, is_label
-from resilience.redis._scripts import script
-from resilience.redis._store import LOCAL, Store, StoreClosed, is_store
 
 __all__ = ["POLL_INTERVAL", "Cache", "CacheStatistics"]
 
@@ -361,7 +361,7 @@ class Cache:
         except StoreClosed:
             pass
         except Exception as exc:
-            if _observe.listeners:
+            if _observe.active:
                 _observe.emit("cache.refresh_failed", self.name, key=key, error=exc)
 
     async def _renew(self, key: str, token: str, renewal: _Renewal) -> None:
@@ -417,15 +417,15 @@ class Cache:
     def _count(self, key: str, status: int) -> None:
         if status == FRESH:
             self._hits += 1
-            if _observe.listeners:
+            if _observe.active:
                 _observe.emit("cache.hit", self.name, key=key)
         elif status == STALE:
             self._stale_hits += 1
-            if _observe.listeners:
+            if _observe.active:
                 _observe.emit("cache.stale_hit", self.name, key=key)
         else:
             self._misses += 1
-            if _observe.listeners:
+            if _observe.active:
                 _observe.emit("cache.miss", self.name, key=key)
 
     def _bad_value(self, key: str, error: ValueError) -> None:
@@ -439,7 +439,7 @@ class Cache:
                 key,
                 error,
             )
-        if _observe.listeners:
+        if _observe.active:
             _observe.emit("cache.invalid", self.name, key=key, error=error)
 
     async def _clear(self) -> None:

@@ -65,12 +65,12 @@ from resilience import _observe
 from resilience._circuit import CircuitState, ResetTimeout
 from resilience._circuit_window import TimeTracker, Window
 from resilience._errors import CircuitOpen, StoreUnavailable
-from resilience._validate import finite, positive_duration, to_seconds
 from resilience.redis._circuit_view import UNKNOWN, View, parse_view
 from resilience.redis._entries import Entries
 from resilience.redis._keys import is_label
 from resilience.redis._scripts import script
 from resilience.redis._store import LOCAL, Store, StoreClosed, is_store
+from resilience.validate import finite, positive_duration, to_seconds
 
 __all__ = ["CircuitBreaker"]
 
@@ -413,7 +413,7 @@ class CircuitBreaker:
         self._n_reject += 1
         if not self._looping:
             self._start_loop()
-        if _observe.listeners:
+        if _observe.active:
             _observe.emit("circuit.rejected", self.name, state=state.value, retry_after=retry_after)
         return CircuitOpen(f"circuit {self.name!r} {why}", retry_after=retry_after)
 
@@ -599,7 +599,7 @@ class CircuitBreaker:
                 self._tracker.clear()
         self._view = view
         self._closed_until = view.valid_until if view.state is CLOSED else -math.inf
-        if old.state is not view.state and _observe.listeners:
+        if old.state is not view.state and _observe.active:
             _observe.emit(
                 "circuit.state_changed", self.name, old=old.state.value, new=view.state.value
             )

@@ -38,11 +38,11 @@ from loguru import logger
 import resilience as rs
 from resilience import _observe
 from resilience._errors import RateLimited, StoreUnavailable
-from resilience._validate import fail, to_seconds
 from resilience.redis._keys import check_user_key, is_label
 from resilience.redis._lanes import Lanes, Ticket
 from resilience.redis._scripts import Script, script
 from resilience.redis._store import LOCAL, Store, StoreClosed, is_store
+from resilience.validate import fail, to_seconds
 
 __all__ = ["Decision", "RateLimiter", "RateLimiterStatistics"]
 
@@ -176,7 +176,7 @@ class RateLimiter:
             self._admitted += 1
             return True
         self._rejected += 1
-        if _observe.listeners:
+        if _observe.active:
             _observe.emit(
                 "ratelimit.rejected", self.name, key=key, cost=cost, retry_after=decision.wait
             )
@@ -212,7 +212,7 @@ class RateLimiter:
                 self._give_back(key, [(cost, decision.member)], known=True)
                 raise
             self._waited += 1
-            if _observe.listeners:
+            if _observe.active:
                 _observe.emit(
                     "ratelimit.waited", self.name, key=key, cost=cost, delay=decision.wait
                 )
@@ -222,14 +222,14 @@ class RateLimiter:
     def _check(self, key: object, cost: object) -> tuple[str | None, int]:
         if type(cost) is not int:
             fail(self, "cost", f"must be an int, got {cost!r}", TypeError)
-        if not 1 <= cost <= self._max_cost:  # type: ignore[operator]
+        if not 1 <= cost <= self._max_cost:
             which = "rate" if self._window else "burst"
             fail(self, "cost", f"must be >= 1 and <= {which} ({self._capacity:g}), got {cost!r}")
-        return check_user_key(type(self).__name__, key, optional=True), cost  # type: ignore[return-value]
+        return check_user_key(type(self).__name__, key, optional=True), cost
 
     def _reject(self, key: str | None, cost: int, retry_after: float) -> None:
         self._rejected += 1
-        if _observe.listeners:
+        if _observe.active:
             _observe.emit(
                 "ratelimit.rejected", self.name, key=key, cost=cost, retry_after=retry_after
             )

@@ -32,9 +32,9 @@ from loguru import logger
 
 from resilience import _observe
 from resilience._errors import StoreUnavailable
-from resilience._validate import fail, finite, positive_duration, to_seconds
 from resilience.redis._keys import IdSource, is_label, key_of
 from resilience.redis._scripts import Script
+from resilience.validate import fail, finite, positive_duration, to_seconds
 
 if TYPE_CHECKING:
     import coredis
@@ -363,7 +363,7 @@ class Store:
         down_since, self._down_since = self._down_since, None
         downtime = 0.0 if down_since is None else trio.current_time() - down_since
         logger.info("redis store {!r} answers again after {:.3g} s", self.source, downtime)
-        if _observe.listeners:
+        if _observe.active:
             _observe.emit("store.recovered", self.source, downtime=downtime)
 
     def _down(self, what: str, cause: BaseException) -> StoreUnavailable:
@@ -382,7 +382,7 @@ class Store:
                 cause,
                 self.on_unavailable,
             )
-            if _observe.listeners:
+            if _observe.active:
                 _observe.emit(
                     "store.unavailable", self.source, error=cause, mode=self.on_unavailable
                 )

@@ -20,7 +20,11 @@ def test_two_workers_share_one_limit_and_one_breaker() -> None:
     assert "REDIS_URL is not set: starting a throwaway redis-server" in out
     workers = re.findall(r"worker \d: (\d+) answered, (\d+) failed, (\d+) refused", out)
     assert len(workers) == 2
-    assert all(int(answered) > 0 and int(failed) > 0 for answered, failed, _ in workers)
+    # Each worker saw the upstream answer and saw the outage (as a failure of its own, or as
+    # the circuit the fleet opened); the outage failed calls and the open circuit refused some.
+    assert all(int(answered) > 0 for answered, _, _ in workers)
+    assert all(int(failed) + int(refused) > 0 for _, failed, refused in workers)
+    assert sum(int(failed) for _, failed, _ in workers) > 0
     assert sum(int(refused) for _, _, refused in workers) > 0
     calls, seconds = map(float, re.search(r"(\d+) calls in ([\d.]+) s", out).groups())
     assert calls <= 10 * (seconds + 1)  # the shared limit: 10 in any second, for both

@@ -14,9 +14,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import kernel
 import middleware as mw
 from kernel import tags
-from kernel.observability._logging import LogConfig
-from kernel.observability._tracing import TracingConfig
-from middleware.observability._metrics import MetricsRegistry
+from kernel.observability import LogConfig, TracingConfig
+from middleware.observability import MetricsRegistry
 
 
 async def ping(value: object) -> None:

@@ -18,9 +18,9 @@ import attrs
 import pytest
 
 import kernel
-from kernel._config import converter, structure
 from kernel._converter import ShapeError, strict_converter
-from kernel.durable._errors import CorruptRecordError
+from kernel._structure import converter, structure
+from kernel.durable import CorruptRecordError
 from kernel.durable._serde import dumps, loads
 
 

@@ -133,3 +133,12 @@ def test_override_gives_the_replacement_the_original_id() -> None:
     swap = kernel.override(original, replacement)
     assert swap.replacement.id == "orders.create"
     assert swap.original is original
+
+
+def test_optional_is_the_deprecated_name_of_optional_dependency() -> None:
+    with pytest.warns(DeprecationWarning, match="shadowed typing.Optional"):
+        old = kernel.Optional  # type: ignore[attr-defined]
+    assert old is kernel.OptionalDependency
+    assert "Optional" not in kernel.__all__  # `from kernel import *` keeps typing's
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        kernel.Nope  # type: ignore[attr-defined]  # noqa: B018

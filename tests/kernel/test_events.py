@@ -10,9 +10,8 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kernel._definitions import Event
-from kernel._errors import ConfigError, EmissionCycleError, UnknownEventError
-from kernel._events import Emission, EmitReport, EventBus, HookBinding, _chain
+from kernel import ConfigError, Emission, EmissionCycleError, EmitReport, Event, UnknownEventError
+from kernel._bus import EventBus, HookBinding, _chain
 
 Action = Callable[[Emission], Awaitable[Any]]
 

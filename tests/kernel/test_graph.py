@@ -7,17 +7,23 @@ import attrs
 import pytest
 
 import kernel
-from kernel._definitions import UNSET, App, Event, Resource
-from kernel._errors import (
+from kernel import (
+    App,
     CircularDependencyError,
     ConfigError,
     DefinitionError,
     DuplicateIdError,
+    Event,
+    Graph,
     GraphError,
     MissingDependencyError,
+    Node,
+    Resource,
     UnknownEventError,
+    dry_run,
 )
-from kernel._graph import Graph, Node, build_graph, dry_run
+from kernel._definitions import UNSET
+from kernel._graph import build_graph
 
 BUILTIN_IDS = ["kernel.logger", "kernel.ready", "kernel.disposing", "kernel.disposed"]
 

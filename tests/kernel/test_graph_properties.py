@@ -12,9 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import kernel
-from kernel._definitions import App
-from kernel._errors import CircularDependencyError
-from kernel._graph import Graph, build_graph
+from kernel import App, CircularDependencyError, Graph
+from kernel._graph import build_graph
 
 SETTINGS = settings(max_examples=150, deadline=None)
 

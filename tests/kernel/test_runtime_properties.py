@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import kernel
-from kernel._runtime import run
+from kernel import run
 
 
 @st.composite

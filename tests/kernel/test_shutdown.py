@@ -6,6 +6,7 @@ import os
 import signal
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -157,10 +158,11 @@ async def test_a_service_bundles_the_app_and_its_run_options(autojump_clock) -> 
     }
     async with kernel.Service(app=app, shutdown_signals=False).run() as rt:
         assert rt.graph.root.id == "svc"
-    with pytest.raises(kernel.DefinitionError, match=r"Service: app must be a kernel\.App"):
+    with pytest.raises(TypeError, match=r"Service: app must be a kernel\.App"):
         kernel.Service(app="svc")  # type: ignore[arg-type]
-    with pytest.raises(kernel.DefinitionError, match="drain_timeout must be a number >= 0"):
+    with pytest.raises(ValueError, match="Service: drain_timeout must be >= 0"):
         kernel.Service(app=app, drain_timeout=-1)
+    assert kernel.Service(app=app, drain_timeout=timedelta(seconds=3)).drain_timeout == 3.0
 
 
 def test_main_takes_a_service_and_overrides() -> None:

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from typing import Any
 
+import attrs
 import pytest
 import trio
 import trio.testing
@@ -278,3 +281,49 @@ def test_exposes_the_outermost_primitive_of_a_kind() -> None:
         return None
 
     assert guarded.breaker is outer  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("adapter", "primitive"),
+    [
+        (mw.retry, rs.Retry),
+        (mw.circuit_breaker, rs.CircuitBreaker),
+        (mw.rate_limit, rs.RateLimiter),
+        (mw.bulkhead, rs.Bulkhead),
+        (mw.cache, rs.Cache),
+        (mw.fallback, rs.Fallback),
+        (mw.hedge, rs.Hedge),
+    ],
+)
+def test_adapter_options_are_the_primitives_with_the_same_defaults(
+    adapter: Callable[..., object], primitive: type
+) -> None:
+    fields = {field.alias: field for field in attrs.fields(primitive) if field.init}
+    options = {
+        name: parameter.default
+        for name, parameter in inspect.signature(adapter).parameters.items()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY and name not in ("key", "returns")
+    }
+    assert set(options) == set(fields)
+    for name, default in options.items():
+        field_default = fields[name].default
+        if field_default is attrs.NOTHING or isinstance(field_default, attrs.Factory):
+            assert default is None, name  # None: the primitive's required or computed value
+        elif name == "value":
+            assert repr(default) == "NO_VALUE"  # not None: a fallback may answer None
+        else:
+            assert default == field_default, name
+
+
+def test_a_misspelt_option_is_refused() -> None:
+    with pytest.raises(TypeError, match="atempts"):
+        mw.retry(atempts=3)  # type: ignore[call-arg]
+
+
+def test_options_left_at_their_default_are_not_passed() -> None:
+    shared = rs.Retry(attempts=2)
+    assert mw.retry(shared, attempts=3).kind == "retry"  # 3 is the default: not "both"
+    with pytest.raises(TypeError, match=r"not both"):
+        mw.retry(shared, attempts=4)
+    with pytest.raises(TypeError, match="delay"):
+        mw.hedge()  # a required option of the primitive

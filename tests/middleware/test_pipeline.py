@@ -247,3 +247,11 @@ def test_composition_is_associative(
         return trace
 
     assert trio.run(run, "left") == trio.run(run, "right")
+
+
+def test_concatenation_keeps_a_name() -> None:
+    named, anonymous = mw.Pipeline([], name="outer"), mw.Pipeline([])
+    assert (named + anonymous).name == "outer"
+    assert (anonymous + mw.Pipeline([], name="inner")).name == "inner"
+    assert (named + mw.Pipeline([], name="inner")).name == "outer"
+    assert (anonymous + anonymous).name is None

@@ -7,8 +7,7 @@ import trio
 import trio.testing
 
 import resilience as rs
-from resilience._bulkhead import Bulkhead
-from resilience._observe import Event
+from resilience import Bulkhead, Event
 
 
 async def hold(

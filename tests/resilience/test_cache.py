@@ -9,8 +9,7 @@ import pytest
 import trio
 import trio.testing
 
-from resilience._cache import Cache, CacheStatistics
-from resilience._observe import Event, observe
+from resilience import Cache, CacheStatistics, Event, observe
 
 DEFAULT = object()
 

@@ -18,7 +18,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from resilience._cache import Cache
+from resilience import Cache
 
 KEYS = st.sampled_from("abc")
 OUTCOMES = st.sampled_from(["value", "none", "error", "invalidate", "clear"])

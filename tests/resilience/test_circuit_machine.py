@@ -20,9 +20,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
 
-from resilience._circuit import CircuitBreaker
-from resilience._circuit_window import Window
-from resilience._errors import CircuitOpen
+from resilience import CircuitBreaker, CircuitOpen, Window
 
 T = TypeVar("T")
 

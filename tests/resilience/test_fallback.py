@@ -3,8 +3,7 @@ from __future__ import annotations
 import pytest
 import trio
 
-from resilience._fallback import Fallback
-from resilience._observe import Event
+from resilience import Event, Fallback
 
 
 async def fail(exc: Exception) -> str:

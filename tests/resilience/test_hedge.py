@@ -3,8 +3,7 @@ from __future__ import annotations
 import pytest
 import trio
 
-from resilience._hedge import Hedge
-from resilience._observe import Event
+from resilience import Event, Hedge
 
 
 class Upstream:

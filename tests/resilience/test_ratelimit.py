@@ -10,8 +10,7 @@ import trio
 import trio.testing
 
 import resilience as rs
-from resilience._observe import Event
-from resilience._ratelimit import RateLimiter, RateLimiterStatistics
+from resilience import Event, RateLimiter, RateLimiterStatistics
 
 Log = list[tuple[str, float]]
 

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 import resilience as rs
-from resilience._ratelimit import RateLimiter
+from resilience import RateLimiter
 
 EPSILON = 1e-9
 eighths = st.integers(0, 16).map(lambda k: k / 8)

@@ -7,8 +7,7 @@ import tenacity
 import trio
 
 import resilience as rs
-from resilience._observe import Event
-from resilience._retry import Retry
+from resilience import Event, Retry
 from resilience.backoff import constant, exponential
 
 

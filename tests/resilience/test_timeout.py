@@ -6,8 +6,7 @@ import pytest
 import trio
 
 import resilience as rs
-from resilience._observe import Event
-from resilience._timeout import Timeout
+from resilience import Event, Timeout
 
 
 async def test_returns_the_result_within_the_deadline(autojump_clock) -> None:

@@ -78,7 +78,7 @@ def build_app(dsn: str, schema: str, *, worker: bool) -> tuple[kernel.App, kerne
         worker=worker,
         polling_interval=0.05,
         claim_ttl=CLAIM_TTL,
-        concurrency=CONCURRENCY,
+        max_concurrent=CONCURRENCY,
         recover_on_startup=False,
     )
 

@@ -277,8 +277,8 @@ async def test_misused_steps_raise_durable_error_and_take_no_position(
         for label, make in cases.items():
             try:
                 await make()
-            except DurableError as exc:
-                errors[label] = str(exc)
+            except (DurableError, TypeError, ValueError) as exc:
+                errors[label] = f"{type(exc).__name__}: {exc}"
         await ctx.step("after", noop)
         return "done"
 
@@ -288,15 +288,16 @@ async def test_misused_steps_raise_durable_error_and_take_no_position(
 
     assert result == "done"
     assert errors == {
-        "retries=-1": "step 'r': retries must be an int >= 0, got -1",
-        "retries=True": "step 'r': retries must be an int >= 0, got True",
-        "retries=1.5": "step 'r': retries must be an int >= 0, got 1.5",
-        "timeout=0": "step 't': timeout must be seconds > 0, got 0",
-        "timeout=-2.0": "step 't': timeout must be seconds > 0, got -2.0",
-        "timeout='5'": "step 't': timeout must be seconds > 0, got '5'",
-        "no body": "step 'bare': no body; use ctx.step(id, fn) or .up(fn)",
-        "empty id": "a step id must be a non-empty str, got ''",
-        "twice": f"execution {execution_id!r}: step id 'once' is used twice; "
+        "retries=-1": "ValueError: step 'r': retries must be >= 0, got -1",
+        "retries=True": "TypeError: step 'r': retries must be an int, got True",
+        "retries=1.5": "TypeError: step 'r': retries must be an int, got 1.5",
+        "timeout=0": "ValueError: step 't': timeout must be > 0, got 0",
+        "timeout=-2.0": "ValueError: step 't': timeout must be > 0, got -2.0",
+        "timeout='5'": "TypeError: step 't': timeout must be a number of seconds or a timedelta, "
+        "got '5'",
+        "no body": "DurableError: step 'bare': no body; use ctx.step(id, fn) or .up(fn)",
+        "empty id": "DurableError: a step id must be a non-empty str, got ''",
+        "twice": f"DurableError: execution {execution_id!r}: step id 'once' is used twice; "
         f"each durable operation needs its own id",
     }
     assert [(r.step_id, r.position) for r in records] == [("once", 0), ("after", 1)]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import attrs
@@ -78,6 +79,20 @@ async def test_sleep_stores_its_wake_time_and_ends_the_run_until_then(
     assert woke == [86400.0]
 
 
+async def test_sleep_and_signal_timeout_take_a_timedelta(autojump_clock: Clock) -> None:
+    @workflow("wf")
+    async def wf(_: None, *, durable: Engine) -> tuple[float, str]:
+        ctx = durable.context()
+        await ctx.sleep(timedelta(hours=1))
+        waited = await ctx.wait_for_signal(approved, timeout=timedelta(minutes=1))
+        return trio.current_time(), waited.kind
+
+    async with running_engine(wf) as (_, engine):
+        _, result = await engine.start_and_wait(wf)
+
+    assert tuple(result) == (3660.0, "timeout")
+
+
 async def test_sleep_of_zero_seconds_does_not_suspend(autojump_clock: Clock) -> None:
     runs: list[float] = []
 
@@ -109,8 +124,8 @@ async def test_sleep_rejects_a_negative_or_non_numeric_duration(autojump_clock: 
         for seconds in (-1, True, "5"):
             try:
                 await ctx.sleep(seconds)  # type: ignore[arg-type]
-            except DurableError as exc:
-                errors.append(str(exc))
+            except (TypeError, ValueError) as exc:
+                errors.append(f"{type(exc).__name__}: {exc}")
         return "done"
 
     async with running_engine(wf) as (_, engine):
@@ -119,9 +134,9 @@ async def test_sleep_rejects_a_negative_or_non_numeric_duration(autojump_clock: 
 
     assert result == "done"
     assert errors == [
-        "sleep: seconds must be a number >= 0, got -1",
-        "sleep: seconds must be a number >= 0, got True",
-        "sleep: seconds must be a number >= 0, got '5'",
+        "ValueError: sleep: seconds must be >= 0, got -1",
+        "TypeError: sleep: seconds must be a number of seconds or a timedelta, got True",
+        "TypeError: sleep: seconds must be a number of seconds or a timedelta, got '5'",
     ]
     assert steps == {}
 
@@ -345,8 +360,8 @@ async def test_wait_for_signal_rejects_what_is_not_a_signal_or_a_duration(
         for timeout in timeouts:
             try:
                 await ctx.wait_for_signal(approved, timeout=timeout)
-            except DurableError as exc:
-                errors.append(str(exc))
+            except (TypeError, ValueError) as exc:
+                errors.append(f"{type(exc).__name__}: {exc}")
         return "done"
 
     async with running_engine(wf) as (_, engine):
@@ -356,8 +371,8 @@ async def test_wait_for_signal_rejects_what_is_not_a_signal_or_a_duration(
     assert result == "done"
     assert errors == [
         "wait_for_signal: expected a kernel.durable.signal, got 'approved'",
-        "wait_for_signal: timeout must be seconds >= 0, got -1",
-        "wait_for_signal: timeout must be seconds >= 0, got True",
+        "ValueError: wait_for_signal: timeout must be >= 0, got -1",
+        "TypeError: wait_for_signal: timeout must be a number of seconds or a timedelta, got True",
     ]
     assert steps == {}
 

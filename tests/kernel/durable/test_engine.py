@@ -17,6 +17,7 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -613,7 +614,7 @@ async def test_two_engines_run_each_step_once_and_an_execution_on_one_worker_at_
             inside.discard(xid)
         return first + second
 
-    options: dict[str, Any] = {"concurrency": 3, "polling_interval": 1}
+    options: dict[str, Any] = {"max_concurrent": 3, "polling_interval": 1}
     async with running_engine(g5, store=stores(), **options) as (_, a):
         ids = [await a.start(g5, n) for n in range(20)]
         async with running_engine(g5, store=stores(), **options) as (_, b):
@@ -645,9 +646,9 @@ async def test_a_stalled_worker_loses_its_execution_after_claim_ttl(
     async def never_renew(execution_id: str, *scopes: trio.CancelScope) -> None:
         await trio.sleep_forever()
 
-    # concurrency=1: with its one run stuck, the first engine's loop claims nothing more
+    # max_concurrent=1: with its one run stuck, the first engine's loop claims nothing more
     # (not even its own expired execution back).
-    async with running_engine(stall, store=store, claim_ttl=30, concurrency=1) as (_, a):
+    async with running_engine(stall, store=store, claim_ttl=30, max_concurrent=1) as (_, a):
         assert a.worker is not None
         monkeypatch.setattr(a.worker, "_renew", never_renew)
         xid = await a.start(stall)
@@ -687,7 +688,7 @@ async def test_a_worker_whose_lease_lapsed_takes_it_back_without_running_it_twic
     async def never_renew(execution_id: str, *scopes: trio.CancelScope) -> None:
         await trio.sleep_forever()
 
-    async with running_engine(lapse, claim_ttl=30, concurrency=2) as (_, e):
+    async with running_engine(lapse, claim_ttl=30, max_concurrent=2) as (_, e):
         assert e.worker is not None
         monkeypatch.setattr(e.worker, "_renew", never_renew)
         xid = await e.start(lapse)
@@ -1164,24 +1165,35 @@ async def test_recover_gets_past_a_row_that_goes_bad_while_it_recovers(
 
 
 @pytest.mark.parametrize(
-    ("option", "value"),
+    ("option", "value", "error"),
     [
-        ("worker", "yes"),
-        ("polling_interval", 0),
-        ("polling_interval", True),
-        ("polling_interval", "1"),
-        ("recover_on_startup", 1),
-        ("max_attempts", 0),
-        ("max_attempts", 2.0),
-        ("claim_ttl", -1.0),
-        ("audit", None),
-        ("concurrency", 0),
-        ("concurrency", False),
+        ("worker", "yes", TypeError),
+        ("polling_interval", 0, ValueError),
+        ("polling_interval", True, TypeError),
+        ("polling_interval", "1", TypeError),
+        ("recover_on_startup", 1, TypeError),
+        ("max_attempts", 0, ValueError),
+        ("max_attempts", 2.0, TypeError),
+        ("claim_ttl", -1.0, ValueError),
+        ("claim_ttl", timedelta(seconds=-1), ValueError),
+        ("audit", None, TypeError),
+        ("max_concurrent", 0, ValueError),
+        ("max_concurrent", False, TypeError),
     ],
 )
-def test_each_bad_option_is_a_definition_error_naming_it(option: str, value: Any) -> None:
-    with pytest.raises(kernel.DefinitionError, match=f"engine: {option} must be"):
+def test_each_bad_option_is_a_value_or_type_error_naming_it(
+    option: str, value: Any, error: type[Exception]
+) -> None:
+    with pytest.raises(error, match=f"engine: {option} must be") as info:
         engine("durable", store=MemoryStore(), **{option: value})
+    assert type(info.value) is error  # not a DefinitionError: the declaration is well formed
+
+
+async def test_durations_may_be_timedeltas() -> None:
+    durations = {"claim_ttl": timedelta(seconds=12), "polling_interval": timedelta(seconds=0.25)}
+    async with running_engine(echo, **durations) as (_, e):
+        _, result = await e.start_and_wait(echo, 7)
+        assert result == 7
 
 
 def test_the_store_must_be_a_store() -> None:
@@ -1209,7 +1221,7 @@ async def test_concurrency_bounds_the_runs_at_once(autojump_clock: trio.abc.Cloc
     async def held(_: int, *, durable: Engine) -> int:
         return await durable.context().step("hold", hold)
 
-    async with running_engine(held, concurrency=2) as (_, e):
+    async with running_engine(held, max_concurrent=2) as (_, e):
         ids = [await e.start(held, n) for n in range(5)]
         for xid in ids:
             await e.wait(xid)
@@ -1260,3 +1272,14 @@ async def test_workflows_lists_the_tagged_tasks_by_id() -> None:
         assert [task.id for task in e.workflows()] == ["approval", "checkout", "echo"]
         assert e.workflow_task("plain") is None
         assert e.workflow_task("echo") is echo
+
+
+def test_concurrency_is_the_deprecated_name_of_max_concurrent() -> None:
+    with pytest.warns(DeprecationWarning, match="use max_concurrent="):
+        declared = engine("durable", store=MemoryStore(), concurrency=2)
+    assert isinstance(declared, kernel.Resource)
+    with (
+        pytest.warns(DeprecationWarning, match="max_concurrent="),
+        pytest.raises(ValueError, match="max_concurrent"),
+    ):
+        engine("durable", store=MemoryStore(), concurrency=0)

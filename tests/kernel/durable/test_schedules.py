@@ -142,23 +142,25 @@ async def test_schedule_at_epoch_seconds_or_after_a_delay(autojump_clock: trio.a
 
 
 @pytest.mark.parametrize(
-    ("when", "message"),
+    ("when", "message", "error"),
     [
-        ({"at": datetime(2024, 1, 1, 0, 5)}, "at must be an aware datetime"),
-        ({"at": T0, "delay": 5}, "exactly one of at= and delay="),
-        ({}, "exactly one of at= and delay="),
-        ({"delay": -1}, "delay must be seconds >= 0"),
-        ({"delay": timedelta(seconds=-1)}, "delay must be seconds >= 0"),
-        ({"delay": "5"}, "delay must be seconds >= 0"),
-        ({"delay": True}, "delay must be seconds >= 0"),
-        ({"at": "tomorrow"}, "at must be a datetime or epoch seconds"),
-        ({"at": True}, "at must be a datetime or epoch seconds"),
+        ({"at": datetime(2024, 1, 1, 0, 5)}, "at must be an aware datetime", ValueError),
+        ({"at": T0, "delay": 5}, "exactly one of at= and delay=", ValueError),
+        ({}, "exactly one of at= and delay=", ValueError),
+        ({"delay": -1}, "delay must be >= 0", ValueError),
+        ({"delay": timedelta(seconds=-1)}, "delay must be >= 0", ValueError),
+        ({"delay": "5"}, "delay must be a number of seconds", TypeError),
+        ({"delay": True}, "delay must be a number of seconds", TypeError),
+        ({"at": "tomorrow"}, "at must be a datetime or epoch seconds", ValueError),
+        ({"at": True}, "at must be a datetime or epoch seconds", ValueError),
     ],
 )
-async def test_schedule_refuses_a_bad_time(when: dict[str, Any], message: str) -> None:
+async def test_schedule_refuses_a_bad_time(
+    when: dict[str, Any], message: str, error: type[Exception]
+) -> None:
     tick, _ = ticker()
     async with running_engine(tick) as (_, e):
-        with pytest.raises(ValueError, match=message):
+        with pytest.raises(error, match=message):
             await e.schedule(tick, None, **when)
         assert await executions(e) == []
 
@@ -330,24 +332,26 @@ async def test_remove_get_and_list_schedules(autojump_clock: trio.abc.Clock) -> 
 
 
 @pytest.mark.parametrize(
-    ("cadence", "message"),
+    ("cadence", "message", "error"),
     [
-        ({"cron": "every day"}, "cron must be a valid cron line"),
-        ({"cron": "61 * * * *"}, "cron must be a valid cron line"),
-        ({"cron": 5}, "cron must be a valid cron line"),
-        ({"interval": 0}, "interval must be seconds > 0"),
-        ({"interval": -60}, "interval must be seconds > 0"),
-        ({"interval": True}, "interval must be seconds > 0"),
-        ({"interval": "60"}, "interval must be seconds > 0"),
-        ({"interval": timedelta(0)}, "interval must be seconds > 0"),
-        ({"cron": "* * * * *", "interval": 60}, "exactly one of cron= and interval="),
-        ({}, "exactly one of cron= and interval="),
+        ({"cron": "every day"}, "cron must be a valid cron line", ValueError),
+        ({"cron": "61 * * * *"}, "cron must be a valid cron line", ValueError),
+        ({"cron": 5}, "cron must be a valid cron line", ValueError),
+        ({"interval": 0}, "interval must be > 0", ValueError),
+        ({"interval": -60}, "interval must be > 0", ValueError),
+        ({"interval": True}, "interval must be a number of seconds", TypeError),
+        ({"interval": "60"}, "interval must be a number of seconds", TypeError),
+        ({"interval": timedelta(0)}, "interval must be > 0", ValueError),
+        ({"cron": "* * * * *", "interval": 60}, "exactly one of cron= and interval=", ValueError),
+        ({}, "exactly one of cron= and interval=", ValueError),
     ],
 )
-async def test_ensure_schedule_refuses_a_bad_cadence(cadence: dict[str, Any], message: str) -> None:
+async def test_ensure_schedule_refuses_a_bad_cadence(
+    cadence: dict[str, Any], message: str, error: type[Exception]
+) -> None:
     tick, _ = ticker()
     async with running_engine(tick) as (_, e):
-        with pytest.raises(ValueError, match=message):
+        with pytest.raises(error, match=message):
             await e.ensure_schedule(tick, id="s", **cadence)
         with pytest.raises(ValueError, match="id must be a non-empty str"):
             await e.ensure_schedule(tick, id="", interval=60)

@@ -269,7 +269,7 @@ def test_remote_refuses_a_bad_timeout() -> None:
     with pytest.raises(TypeError, match="timeout must be a number"):
         remote("r", base_url="http://x", timeout=True)
     for bad in (0, -1.0, float("nan"), timedelta(0)):
-        with pytest.raises(ValueError, match="remote: timeout must be > 0"):
+        with pytest.raises(ValueError, match=r"remote: timeout must (be > 0|not be NaN)"):
             remote("r", base_url="http://x", timeout=bad)
 
 

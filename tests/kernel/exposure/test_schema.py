@@ -22,8 +22,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from kernel._config import structure
 from kernel._errors import ConfigError
+from kernel._structure import structure
 from kernel.exposure._schema import json_schema
 
 # JSON Schema's "integer" admits 1.0 (its data model has one kind of number); the converter

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from kernel._bus import Delivery, Emission, EmitReport, EventBus, HookBinding
 from kernel._definitions import Event
 from kernel._errors import UnknownEventError
-from kernel._events import Delivery, Emission, EmitReport, EventBus, HookBinding
 
 A = Event("a")
 

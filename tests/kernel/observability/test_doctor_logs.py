@@ -16,12 +16,11 @@ import attrs
 import pytest
 from loguru import logger
 
+from kernel import Redaction
 from kernel._doctor import Row, diagnose
-from kernel.observability import _audit, _handlers
+from kernel.observability import LogConfig, _audit, _handlers
 from kernel.observability._audit import Problem, log_problems
 from kernel.observability._handlers import HandlerInfo
-from kernel.observability._logging import LogConfig
-from kernel.observability._redaction import Redaction
 from tests.kernel import doctor_apps as apps
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -18,13 +18,8 @@ from loguru import logger
 import kernel
 import middleware as mw
 import resilience as rs
-from kernel.observability._failures import (
-    EXPECTED,
-    MAX_PATH,
-    ExecutionWatch,
-    Failures,
-    execution_watch,
-)
+from kernel.observability import execution_watch
+from kernel.observability._failures import EXPECTED, MAX_PATH, ExecutionWatch, Failures
 
 
 @attrs.define

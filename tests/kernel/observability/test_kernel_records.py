@@ -15,15 +15,17 @@ import pytest
 from loguru import logger
 
 import kernel
-from kernel.observability import _handlers, _tracebacks
-from kernel.observability._logging import (
+from kernel import Redaction
+from kernel.observability import (
+    REDACTED,
     LogConfig,
-    install,
+    RedactedTraceback,
+    _handlers,
+    _tracebacks,
     kernel_logger,
-    log_task_failure,
 )
-from kernel.observability._redaction import REDACTED, Redaction
-from kernel.observability._tracebacks import RedactedTraceback, redact_exception
+from kernel.observability._logging import install, log_task_failure
+from kernel.observability._tracebacks import redact_exception
 
 CARD = "4111111111111111"
 PASSWORD = "pw-in-a-local"

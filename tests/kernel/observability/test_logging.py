@@ -17,15 +17,10 @@ from hypothesis import strategies as st
 from loguru import logger
 from opentelemetry.sdk.trace import TracerProvider
 
-from kernel.observability._logging import (
-    Installed,
-    LogConfig,
-    active_redaction,
-    execution_id,
-    install,
-    kernel_logger,
-)
-from kernel.observability._redaction import DEFAULT_KEYS, REDACTED, Redaction
+from kernel import Redaction
+from kernel._redaction import DEFAULT_KEYS
+from kernel.observability import REDACTED, LogConfig, execution_id, kernel_logger
+from kernel.observability._logging import Installed, active_redaction, install
 
 CARD = "4111 1111 1111 1111"
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")

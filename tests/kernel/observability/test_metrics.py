@@ -13,13 +13,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import middleware as mw
 import resilience as rs
-from kernel.observability._metrics import (
-    DEFAULT_BUCKETS,
-    PrometheusCollector,
-    observe_primitives,
-    prometheus_text,
-)
-from middleware.observability._metrics import UNNAMED, MetricsRegistry, metrics
+from kernel.metrics import PrometheusCollector, prometheus_text
+from kernel.observability._metrics import DEFAULT_BUCKETS, observe_primitives
+from middleware.observability import UNNAMED, MetricsRegistry, metrics
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

@@ -10,8 +10,9 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from kernel.observability import _redaction
-from kernel.observability._redaction import DEFAULT_KEYS, REDACTED, Redaction, luhn_valid
+from kernel import Redaction, _redaction
+from kernel._redaction import DEFAULT_KEYS, luhn_valid
+from kernel.observability import REDACTED
 
 CARD = "4111111111111111"  # Luhn-valid (a well-known test number)
 AMEX = "378282246310005"

@@ -8,7 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kernel.observability._redaction import DEFAULT_KEYS, REDACTED, Redaction
+from kernel import Redaction
+from kernel._redaction import DEFAULT_KEYS
+from kernel.observability import REDACTED
 
 
 @pytest.mark.parametrize(

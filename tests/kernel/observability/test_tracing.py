@@ -23,9 +23,11 @@ from opentelemetry.trace import StatusCode
 import kernel
 import middleware as mw
 import resilience as rs
-from kernel._events import Emission, EventBus, HookBinding
-from kernel.observability._tracing import Tracing, TracingConfig, start_tracing
-from middleware.observability._trace import current_ids
+from kernel import Emission
+from kernel._bus import EventBus, HookBinding
+from kernel.observability import TracingConfig
+from kernel.observability._tracing import Tracing, start_tracing
+from middleware.observability import current_ids
 
 
 @pytest.fixture

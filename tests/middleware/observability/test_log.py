@@ -8,7 +8,7 @@ from loguru import logger
 
 import middleware as mw
 import resilience as rs
-from middleware.observability._log import log
+from middleware.observability import log
 
 
 @pytest.fixture

@@ -16,13 +16,7 @@ from hypothesis import given, settings
 
 import middleware as mw
 import resilience as rs
-from middleware.observability import _metrics
-from middleware.observability._metrics import (
-    UNNAMED,
-    MetricsRegistry,
-    TaskMetrics,
-    metrics,
-)
+from middleware.observability import UNNAMED, MetricsRegistry, TaskMetrics, _metrics, metrics
 from middleware.observability._quantiles import LogHistogram
 
 QUANTILES = (0.5, 0.95, 0.99)

@@ -17,13 +17,8 @@ from opentelemetry.util._once import Once
 
 import middleware as mw
 import resilience as rs
-from middleware.observability._trace import (
-    _span_attributes,
-    current_ids,
-    run_in_span,
-    trace,
-    trace_events,
-)
+from middleware.observability import current_ids, run_in_span, trace, trace_events
+from middleware.observability._trace import _span_attributes
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import trio
 import kernel
 import middleware as mw
 import resilience as rs
-from middleware.observability._metrics import MetricsRegistry
+from middleware.observability import MetricsRegistry
 from resilience import redis as shared
 from tests.resilience.redis.conftest import new_prefix
 from tests.resilience.redis.helpers import eventually

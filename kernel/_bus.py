@@ -20,9 +20,9 @@ from typing import Any, Final, Literal, TypeAlias
 
 import attrs
 
-from kernel._config import structure
 from kernel._definitions import Event
 from kernel._errors import EmissionCycleError, UnknownEventError
+from kernel._structure import structure
 
 __all__ = ["Delivery", "Emission", "EmitReport", "EventBus", "HookBinding", "Relay"]
 
