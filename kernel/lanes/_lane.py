@@ -68,6 +68,9 @@ class Lane:
     consumer: str = attrs.field(factory=consumer_name)
     counters: Counters = attrs.field(init=False)
     closed: bool = attrs.field(init=False, default=False)
+    #: The envelope's ``source`` when the emitter has no id: the lane's ``source`` option,
+    #: else this process's host and pid.
+    source: str = attrs.field(init=False)
     #: Ids of the entries whose hooks run in this process now.
     running: set[str] = attrs.field(init=False, factory=set, repr=False)
     #: The latest `status` (``None`` before the first).
@@ -75,17 +78,13 @@ class Lane:
 
     def __attrs_post_init__(self) -> None:
         self.counters = Counters(self.options.id)
+        self.source = self.options.source or f"{socket.gethostname()}:{os.getpid()}"
 
     @property
     def id(self) -> str:
         """The lane's resource id."""
         return self.options.id
 
-    @property
-    def source(self) -> str:
-        """The envelope's ``source`` when the emitter has no id: the lane's ``source``
-        option, else this process's host and pid."""
-        return self.options.source or f"{socket.gethostname()}:{os.getpid()}"
 
     def open(self) -> None:
         """The lane runs: it shows in the process's metrics."""
