@@ -85,7 +85,6 @@ class Lane:
         """The lane's resource id."""
         return self.options.id
 
-
     def open(self) -> None:
         """The lane runs: it shows in the process's metrics."""
         LIVE.add(self)
