@@ -142,6 +142,20 @@ TARGETS: tuple[Target, ...] = (
         max_ratio=1.3,
     ),
     Target(
+        label="lane publish (rt.emit) <= 1.3 x one coredis XADD",
+        subject="lanes.publish",
+        measure="per_call",
+        reference="lanes.xadd",
+        max_ratio=1.3,
+    ),
+    Target(
+        label="lane hand-off per event <= streaq's, 1 producer + 2 consumers",
+        subject="lanes.handoff",
+        measure="per_call",
+        reference="lanes.handoff_streaq",
+        max_ratio=1.0,
+    ),
+    Target(
         label="shared cache hit <= 1.3 x one coredis GET",
         subject="redis.cache_hit",
         measure="per_call",

@@ -20,13 +20,14 @@ This package imports ``middleware`` and ``resilience``, never the other way roun
 #           _calls and _shutdown (calls in flight, graceful shutdown), _health
 # operate   _service, _main and _cli (processes, `trio-runner`), _doctor, metrics, redis
 # subsystems  config/ (settings from env and TOML), observability/ (logs, traces, error
-#           tracking), exposure/ (HTTP), durable/ (workflows)
+#           tracking), exposure/ (HTTP), durable/ (workflows), lanes/ (events between
+#           processes)
 
 import warnings as _warnings
 
-from kernel import config, durable, events, exposure, metrics, observability, redis, tags
+from kernel import config, durable, events, exposure, lanes, metrics, observability, redis, tags
 from kernel._builtins import logger
-from kernel._bus import Emission, EmitReport
+from kernel._bus import Delivery, Emission, EmitReport
 from kernel._definitions import (
     App,
     Event,
@@ -77,6 +78,7 @@ __all__ = [
     "CircularDependencyError",
     "ConfigError",
     "DefinitionError",
+    "Delivery",
     "DuplicateIdError",
     "Emission",
     "EmissionCycleError",
@@ -115,6 +117,7 @@ __all__ = [
     "events",
     "exposure",
     "hook",
+    "lanes",
     "logger",
     "main",
     "metrics",

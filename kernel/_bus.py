@@ -24,7 +24,7 @@ from kernel._definitions import Event
 from kernel._errors import EmissionCycleError, UnknownEventError
 from kernel._structure import structure
 
-__all__ = ["Emission", "EmitReport", "EventBus", "HookBinding"]
+__all__ = ["Delivery", "Emission", "EmitReport", "EventBus", "HookBinding", "Relay"]
 
 FailureMode = Literal["fail_fast", "aggregate"]
 
@@ -37,19 +37,36 @@ _new: Final = object.__new__
 _chain: ContextVar[tuple[str, ...]] = ContextVar("kernel_emission_chain", default=())
 
 
+@attrs.frozen
+class Delivery:
+    """How an event lane delivered an emission (`Emission.delivery`; ``None`` for a local
+    emit): the stream entry's ``message_id``, the same for every attempt, and ``attempt``
+    (1 for the first delivery), so that a hook can stay idempotent."""
+
+    message_id: str
+    attempt: int
+
+
+#: What an event lane puts in the place of an event's hooks: ``relay(event, payload,
+#: source)`` sends the validated payload on (see `EventBus.relay`).
+Relay: TypeAlias = Callable[[Event, Any, "str | None"], Awaitable[None]]
+
+
 @attrs.define(eq=False)
 class Emission:
     """One emission of an event, as hooks receive it.
 
     ``payload`` is the validated payload (an instance of the event's payload type when it
     declares one), ``source`` the id of whoever emitted (``None`` when not given). A hook
-    calling `stop_propagation` prevents every later hook from running.
+    calling `stop_propagation` prevents every later hook from running. ``delivery`` says
+    which lane message this is (`Delivery`), ``None`` for a local emit.
     """
 
     event: Event
     payload: Any
     source: str | None
     propagation_stopped: bool = attrs.field(default=False, init=False)
+    delivery: Delivery | None = attrs.field(default=None, kw_only=True)
 
     def stop_propagation(self) -> None:
         """Run no further hook for this emission (the current one finishes normally)."""
@@ -104,6 +121,7 @@ class EventBus:
 
     _routes: dict[str, _Route]
     _max_depth: int
+    _relays: dict[str, Relay]
 
     def __init__(
         self, events: Iterable[Event], hooks: Iterable[HookBinding], *, max_depth: int = 32
@@ -128,6 +146,20 @@ class EventBus:
             calls = tuple(binding.call for binding in listeners)
             self._routes[event_id] = (event, event.payload, (event_id,), calls, listeners)
         self._max_depth = max_depth
+        self._relays = {}
+
+    def relay(self, event_id: str, relay: Relay | None) -> None:
+        """From now on an emission of ``event_id`` validates its payload and awaits
+        ``relay(event, payload, source)`` instead of running the hooks (an event lane
+        sends it to other processes, which deliver it); ``None`` runs the hooks again.
+        Raises `UnknownEventError` when the event is not registered, `ValueError` when
+        another relay has it already."""
+        if event_id not in self._routes:
+            raise _not_registered(event_id, "an event lane")
+        if relay is None:
+            self._relays.pop(event_id, None)
+        elif self._relays.setdefault(event_id, relay) is not relay:
+            raise ValueError(f"EventBus: event {event_id!r} is relayed already")
 
     def rebind(self, calls: Mapping[str, Callable[[Emission], Awaitable[Any]]]) -> None:
         """Replace the calls of the hooks named in ``calls`` (by hook id), keeping order.
@@ -150,6 +182,7 @@ class EventBus:
         source: str | None = None,
         failure_mode: FailureMode = "fail_fast",
         report: bool = False,
+        delivery: Delivery | None = None,
     ) -> EmitReport | None:
         """Run the hooks of ``event`` one after the other, in order.
 
@@ -167,8 +200,12 @@ class EventBus:
         Raises `UnknownEventError` when the event is not registered, `EmissionCycleError`
         (before any hook runs) when emissions are nested deeper than ``max_depth``.
 
-        Not a checkpoint itself: it checkpoints only where the hooks do (so with no hook
-        it never does). Cancellation and every other non-`Exception` raised by a hook
+        A relayed event (`relay`) runs no hook here: once its payload is valid, the relay
+        sends it on, and the report (with ``report=True``) lists no hook. ``delivery``: a
+        relay's message arriving, whose hooks run here (with ``emission.delivery`` set).
+
+        Not a checkpoint itself: it checkpoints only where the hooks (or a relay) do (so
+        with no hook it never does). Cancellation and every other non-`Exception` raised by a hook
         propagate at once, never collected, and stop the emission.
         """
         try:
@@ -184,6 +221,9 @@ class EventBus:
             payload = structure(
                 payload, payload_type, owner=f"event {registered.id!r}", path="payload"
             )
+        if self._relays and delivery is None and registered.id in self._relays:
+            await self._relays[registered.id](registered, payload, source)
+            calls = ()
         if not calls:
             return EmitReport(registered.id, (), (), None) if report else None
         chain = _chain.get()
@@ -197,6 +237,7 @@ class EventBus:
             emission.payload = payload
             emission.source = source
             emission.propagation_stopped = False
+            emission.delivery = delivery
             if reporting:
                 return await _run_reporting(emission, bindings, failure_mode, report)
             for call in calls:

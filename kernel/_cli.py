@@ -2,11 +2,12 @@
 
     trio-runner graph myproject.app:app --format mermaid
     trio-runner doctor myproject.app:service --prod --strict --format json
+    trio-runner lanes orders.lane --url redis://localhost:6379/0 --group billing
 
 Exit codes: 0 done; 1 the app is invalid (``graph``: the error's class and message on
 stderr; ``doctor``: a failed ``graph`` row), or ``doctor --strict`` found a failed check; 2
 the command itself is wrong (bad arguments, a target that cannot be imported or is not an
-App — for ``doctor``, an App or a `kernel.Service`).
+App — for ``doctor``, an App or a `kernel.Service`). ``lanes``: see `kernel.lanes._cli`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from kernel._errors import KernelError
 from kernel._graph import build_graph
 from kernel._graph_render import FORMATS
 from kernel._service import Service
+from kernel.lanes import _cli as lanes_cli
 
 __all__ = ["load_app", "load_target", "main"]
 
@@ -70,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     doctor.add_argument(
         "--format", choices=("text", "json"), default="text", help="output format (default: text)"
     )
+    lanes_cli.add_parser(commands)
     return parser
 
 
@@ -162,6 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
+    if args.command == "lanes":
+        return lanes_cli.run(args)
     if args.command == "doctor":
         return _doctor_command(args.target, prod=args.prod, strict=args.strict, format=args.format)
     return _graph(args.target, args.format)

@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
-    from kernel._bus import EmitReport
+    from kernel._bus import Delivery, EmitReport, Relay
     from kernel._definitions import App, Event, Resource, Tag, Task
     from kernel._graph import Graph
     from kernel._health import HealthReport
@@ -68,6 +68,23 @@ class Host(Protocol):
         report: bool = False,
     ) -> Awaitable[EmitReport | None]:
         """Run the event's hooks."""
+        ...
+
+    def relay(self, event: Event, relay: Relay | None) -> None:
+        """Emitting ``event`` awaits ``relay(event, payload, source)`` instead of its hooks
+        (an event lane)."""
+        ...
+
+    def deliver(
+        self,
+        event: Event,
+        payload: Any,
+        *,
+        delivery: Delivery,
+        source: str | None = None,
+        failure_mode: Literal["fail_fast", "aggregate"] = "fail_fast",
+    ) -> Awaitable[EmitReport | None]:
+        """Run ``event``'s hooks here for a message a lane received."""
         ...
 
     async def health(self, *, check_timeout: float | timedelta = 5.0) -> HealthReport:

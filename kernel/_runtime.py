@@ -22,7 +22,7 @@ from trio.lowlevel import current_task
 import middleware as mw
 import resilience as rs
 from kernel._builtins import LOGGER_ID, disposed, disposing, ready
-from kernel._bus import EmitReport, EventBus, HookBinding
+from kernel._bus import Delivery, EmitReport, EventBus, HookBinding, Relay
 from kernel._calls import Calls, Gauge
 from kernel._definitions import App, Event, Hook, Resource, Tag, Task
 from kernel._errors import ConfigError, KernelError, ResourceInitError
@@ -216,6 +216,44 @@ class Runtime:
             return self._emit_tracked(event, payload, source, failure_mode, report)
 
         return emit
+
+    def relay(self, event: Event, relay: Relay | None) -> None:
+        """For event lanes (`kernel.lanes`): from now on emitting ``event`` anywhere in the
+        app validates its payload and awaits ``relay(event, payload, source)`` instead of
+        running its hooks here; ``None`` undoes it. Raises `UnknownEventError` when the
+        event is not registered, `ValueError` when another lane relays it already."""
+        self._bus.relay(event.id, relay)
+
+    def deliver(
+        self,
+        event: Event,
+        payload: Any,
+        *,
+        delivery: Delivery,
+        source: str | None = None,
+        failure_mode: FailureMode = "fail_fast",
+    ) -> Awaitable[EmitReport | None]:
+        """For event lanes: run ``event``'s hooks here for a message a lane received, with
+        ``emission.delivery`` set, as a tracked call (the drain waits for it; at the drain
+        deadline it is cancelled and raises `ShuttingDown`). Raises `ShuttingDown` at once
+        once intake has stopped: the message stays for another consumer."""
+        calls = self._calls
+        if calls.stopping:
+            raise ShuttingDown(
+                f"lane delivery of {event.id!r} refused: the runtime is {self._state}"
+            )
+        label = f"event {event.id}"
+        return calls.run(
+            label,
+            calls.gauge(label),
+            self._bus.emit,
+            event,
+            payload,
+            source=source,
+            failure_mode=failure_mode,
+            report=False,
+            delivery=delivery,
+        )
 
     def shutdown(self) -> None:
         """Start a graceful shutdown, as SIGTERM would (calling it again skips the drain).

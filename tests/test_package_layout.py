@@ -25,6 +25,7 @@ FACES = (
     "kernel.durable",
     "kernel.exposure",
     "kernel.exposure.console",
+    "kernel.lanes",
     "kernel.observability",
     "middleware.observability",
     "resilience.redis",

@@ -22,7 +22,8 @@ Families (``task`` is the task id, ``name`` the primitive's ``name=``):
 - ``trio_runner_store_unavailable_total{name}`` counter (outages of a ``resilience.redis``
   store), ``trio_runner_store_available{name}`` gauge: 1 answering, 0 not
 
-A primitive appears in a family once it has reported an event counted there.
+A primitive appears in a family once it has reported an event counted there. While an event
+lane runs in the process, its families follow (see `kernel.lanes.lane_families`).
 """
 
 from __future__ import annotations
@@ -159,6 +160,9 @@ class PrometheusCollector:
         snapshot = self.registry.snapshot()
         yield from _task_families(snapshot, self.buckets)
         yield from _primitive_families(snapshot)
+        from kernel.lanes import lane_families  # (imported late: lanes import observability)
+
+        yield from lane_families()
 
 
 def prometheus_text(

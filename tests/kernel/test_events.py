@@ -118,6 +118,7 @@ def test_emission_fields_match_the_inline_construction_in_emit() -> None:
         "payload",
         "source",
         "propagation_stopped",
+        "delivery",
     ]
     emission = Emission(A, 1, "me")
     assert not emission.propagation_stopped
