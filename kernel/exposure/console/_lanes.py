@@ -1,8 +1,10 @@
 """The console's view of lanes (events that travel between processes), read through a
 small protocol rather than the lanes' own classes: any started resource whose value has
 ``pending()``, ``dead_letters(limit=)`` and ``replay(message_id)`` (the lane value of
-API.md) is shown; ``lag()`` and ``oldest_pending_age()``, when a lane has them, too. An app
-without such a resource has no lanes section.
+API.md) is shown; ``lag()`` and ``oldest_pending_age()``, when a lane has them, too, and
+otherwise what its ``status()`` says (a `kernel.lanes` lane: its lag is its pending count,
+its oldest pending age is in its status). An app without such a resource has no lanes
+section.
 """
 
 from __future__ import annotations
@@ -70,6 +72,12 @@ class Lanes:
                 for name in _OPTIONAL:
                     method = getattr(lane, name, None)
                     row[name] = plain(await _maybe(method())) if callable(method) else None
+                status = getattr(lane, "status", None)
+                if callable(status) and row["oldest_pending_age"] is None:
+                    snapshot = await _maybe(status())
+                    row["oldest_pending_age"] = plain(getattr(snapshot, "oldest_pending_age", None))
+                if row["lag"] is None:  # a lane's lag is what its group has not acknowledged
+                    row["lag"] = row["pending"]
                 records = await lane.dead_letters(limit=DEAD_LETTERS)
                 row["dead_letters"] = [
                     {field: plain(getattr(record, field, None)) for field in _RECORD}

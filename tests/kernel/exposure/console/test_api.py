@@ -34,6 +34,7 @@ from tests.kernel.exposure.console.apps import (
     fresh_store,
 )
 from tests.kernel.exposure.servers import AUTH, DEADLINE, HEADERS, failure
+from tests.resilience.redis.helpers import eventually_async
 
 API = "/console/api"
 
@@ -351,6 +352,54 @@ async def test_lanes_are_read_through_the_protocol_and_replayed() -> None:
     assert replayed.json() == {"ok": True}
     assert fake.replayed == ["1-0"]
     assert after["lanes"][0]["dead_letters"] == []
+
+
+@attrs.frozen
+class Placed:
+    order_id: str
+
+
+placed = kernel.event("shop.order_placed", payload=Placed)
+real_lane = kernel.lanes.memory(
+    "shop.orders", events=[placed], max_attempts=1, retry_delay=0.01, claim_idle=5.0
+)
+
+
+@kernel.hook("shop.refuse", on=placed)
+async def refuse(emission: kernel.Emission) -> None:
+    raise ValueError(f"no stock for {emission.payload.order_id}")
+
+
+async def test_a_kernel_lane_shows_its_dead_letters_and_replays_one() -> None:
+    async with console(placed, real_lane, refuse) as (rt, client):
+        value = rt.resource(real_lane)
+        assert isinstance(value, LaneView)
+        await rt.emit(placed, Placed("A-1"))
+
+        async def buried(count: int) -> bool:
+            return value.stats().dead_lettered >= count
+
+        await eventually_async(lambda: buried(1), within=DEADLINE)
+        view = await shaped(client, "lanes", "lanes")
+        (row,) = view["lanes"]
+        (letter,) = row["dead_letters"]
+        replayed = await client.post(
+            f"{API}/lanes/shop.orders/replay", json={"message_id": letter["message_id"]}
+        )
+        await eventually_async(lambda: buried(2), within=DEADLINE)  # it ran again, and failed
+    assert (row["id"], row["pending"], row["lag"], row["oldest_pending_age"]) == (
+        "shop.orders",
+        0,
+        0,
+        None,
+    )
+    assert (letter["event_id"], letter["payload"], letter["attempts"]) == (
+        "shop.order_placed",
+        {"order_id": "A-1"},
+        1,
+    )
+    assert "no stock for A-1" in letter["error"]
+    assert replayed.json() == {"ok": True}
 
 
 async def test_the_console_api_is_in_the_openapi_document() -> None:
