@@ -14,18 +14,12 @@ succeeds. Each worker prints what it saw; this process adds them up.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import trio
+from throwaway_redis import redis_url
 
 import middleware as mw
 import resilience as rs
@@ -95,38 +89,6 @@ async def serve_upstream(
     await trio.serve_listeners(answer, listeners)
 
 
-@contextmanager
-def redis_url() -> Iterator[str]:
-    """``REDIS_URL``, or a throwaway ``redis-server`` of our own for the run."""
-    if os.environ.get("REDIS_URL"):
-        yield os.environ["REDIS_URL"]
-        return
-    binary = shutil.which("redis-server")
-    if binary is None:
-        sys.exit("REDIS_URL is not set and there is no redis-server to start (apt install it)")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    directory = tempfile.mkdtemp(prefix="fleet-example-")
-    print(f"REDIS_URL is not set: starting a throwaway redis-server on 127.0.0.1:{port}")
-    server = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        cwd=directory,
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(500):
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.01)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        server.terminate()
-        server.wait()
-        shutil.rmtree(directory, ignore_errors=True)
-
-
 # ---------------------------------------------------------------------------- the parent
 
 
@@ -166,5 +128,5 @@ if __name__ == "__main__":
         _, _, url, port, start = sys.argv
         print(json.dumps(trio.run(worker, url, int(port), float(start))))
     else:
-        with redis_url() as url:
+        with redis_url("fleet") as url:
             trio.run(main, url)

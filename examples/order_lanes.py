@@ -12,21 +12,15 @@ declined once: billing's hook fails, and the lane delivers the message again (at
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import attrs
 import trio
+from throwaway_redis import redis_url
 
 import kernel
 from resilience import redis as shared
@@ -128,42 +122,10 @@ async def order_service(url: str) -> None:
     print(f"billing exited with {done[0].returncode}")
 
 
-@contextmanager
-def redis_url() -> Iterator[str]:
-    """``REDIS_URL``, or a throwaway ``redis-server`` of our own for the run."""
-    if os.environ.get("REDIS_URL"):
-        yield os.environ["REDIS_URL"]
-        return
-    binary = shutil.which("redis-server")
-    if binary is None:
-        sys.exit("REDIS_URL is not set and there is no redis-server to start (apt install it)")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    directory = tempfile.mkdtemp(prefix="lanes-example-")
-    print(f"REDIS_URL is not set: starting a throwaway redis-server on 127.0.0.1:{port}")
-    server = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        cwd=directory,
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(500):
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.01)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        server.terminate()
-        server.wait()
-        shutil.rmtree(directory, ignore_errors=True)
-
-
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--billing"]:
         _, _, url, prefix = sys.argv
         kernel.main(billing_app(url, prefix), serve=_billing_ready, drain_timeout=5.0)
     else:
-        with redis_url() as url:
+        with redis_url("lanes") as url:
             trio.run(order_service, url)
