@@ -38,6 +38,7 @@ from kernel._errors import (
     MissingDependencyError,
     PublicError,
     RemoteError,
+    RemoteUnavailable,
     ResourceInitError,
     UnknownEventError,
 )
@@ -79,6 +80,7 @@ __all__ = [
     "PublicError",
     "Redaction",
     "RemoteError",
+    "RemoteUnavailable",
     "Resource",
     "ResourceInitError",
     "Runtime",

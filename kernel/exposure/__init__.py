@@ -11,8 +11,9 @@ package does not import hypercorn, Starlette or httpx.
 """
 
 from kernel.exposure._config import BearerAuth, ExposureConfig
-from kernel.exposure._remote import RemoteEndpoint, remote, remote_task, request_id, retryable
-from kernel.exposure._server import Exposure, http, principal
+from kernel.exposure._context import principal, request_id
+from kernel.exposure._remote import RemoteEndpoint, remote, remote_task, retryable
+from kernel.exposure._server import Exposure, http
 
 __all__ = [
     "BearerAuth",

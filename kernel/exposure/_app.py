@@ -53,10 +53,10 @@ from kernel._graph import KERNEL_PLACE, Node
 from kernel._shutdown import ShuttingDown
 from kernel.durable._definitions import WORKFLOW
 from kernel.exposure._config import BearerAuth, ExposureConfig
+from kernel.exposure._context import principal
+from kernel.exposure._context import request_id as outgoing_request_id
 from kernel.exposure._limits import Refusal, parse_json, read_body
-from kernel.exposure._remote import request_id as outgoing_request_id
 from kernel.exposure._schema import json_schema
-from kernel.exposure._server import principal
 from kernel.observability._logging import kernel_logger
 from kernel.observability._metrics import prometheus_text
 

@@ -26,9 +26,8 @@ import logging
 import math
 import socket
 from collections.abc import Iterable
-from contextvars import ContextVar
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Final, cast
 
 import attrs
 import trio
@@ -44,15 +43,11 @@ if TYPE_CHECKING:
     from hypercorn.typing import Framework
     from starlette.types import ASGIApp
 
-__all__ = ["Exposure", "http", "principal"]
+__all__ = ["Exposure", "http"]
 
 #: Where hypercorn's own messages go (a standard logging logger: silent below WARNING
 #: unless the application configures logging).
 SERVER_LOGGER: Final = "hypercorn.error"
-#: Who made the current call: what the exposure's ``auth`` returned for its token (``None``
-#: for an anonymous exposure, or outside an HTTP call). Tasks and hooks run by the call read
-#: it with ``kernel.exposure.principal.get()``.
-principal: ContextVar[Any] = ContextVar("kernel.exposure.principal", default=None)
 
 #: Seconds the request line and headers may take, and an idle keep-alive connection may
 #: stay open (hypercorn's ``keep_alive_timeout``).
@@ -124,7 +119,8 @@ def http(
     - ``health_cache``: seconds ``/health`` and ``/ready`` reuse one health report, so a
       flood of unauthenticated probes runs the checks at most once per period (0: always).
 
-    Tasks and hooks run by a call read who made it from `principal` (a ContextVar). Bad
+    Tasks and hooks run by a call read who made it from ``kernel.exposure.principal`` (a
+    ContextVar). Bad
     settings raise TypeError/ValueError naming the setting, here. The resource carries
     the ``kernel.exposure`` tag with its `ExposureConfig` (what ``trio-runner doctor``
     checks). Starting it needs the ``http`` extra (hypercorn, Starlette).
