@@ -41,6 +41,7 @@ from kernel._errors import (
     RemoteUnavailable,
     ResourceInitError,
     UnknownEventError,
+    WorkerFailed,
 )
 from kernel._events import Emission, EmitReport
 from kernel._graph import Graph, Node, dry_run
@@ -93,6 +94,7 @@ __all__ = [
     "Task",
     "TracingConfig",
     "UnknownEventError",
+    "WorkerFailed",
     "config",
     "dry_run",
     "durable",

@@ -14,8 +14,9 @@
           ├── ResourceInitError         a resource's init failed (the cause is chained)
           ├── EmissionCycleError        hooks emitting events in a loop beyond the depth limit
           ├── PublicError               an error whose code and message may cross HTTP
-          └── RemoteError               a remote task call failed (status, code, request id)
-               └── RemoteUnavailable    no answer: refused, broken connection, timeout
+          ├── RemoteError               a remote task call failed (status, code, request id)
+          │    └── RemoteUnavailable    no answer: refused, broken connection, timeout
+          └── WorkerFailed              a worker process of kernel.main(workers=N) failed
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ __all__ = [
     "RemoteUnavailable",
     "ResourceInitError",
     "UnknownEventError",
+    "WorkerFailed",
 ]
 
 
@@ -172,3 +174,15 @@ class RemoteUnavailable(RemoteError):
         self.status = None
         self.code = "unavailable"
         self.request_id = None
+
+
+class WorkerFailed(KernelError):
+    """A worker process of ``kernel.main(app, workers=N)`` exited with a failure: it kept
+    crashing (so the service came down), or it did not stop cleanly. ``worker`` is its
+    number (1..N), ``status`` its exit status (negative: killed by that signal); the
+    worker's own error went to its stderr (the parent's)."""
+
+    def __init__(self, message: str, *, worker: int, status: int) -> None:
+        super().__init__(message)
+        self.worker = worker
+        self.status = status

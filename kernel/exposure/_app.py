@@ -31,7 +31,6 @@ import inspect
 import json
 import string
 import sys
-import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Final
@@ -53,7 +52,7 @@ from kernel._graph import KERNEL_PLACE, Node
 from kernel._shutdown import ShuttingDown
 from kernel.durable._definitions import WORKFLOW
 from kernel.exposure._config import BearerAuth, ExposureConfig
-from kernel.exposure._context import principal
+from kernel.exposure._context import new_request_id, principal
 from kernel.exposure._context import request_id as outgoing_request_id
 from kernel.exposure._limits import Refusal, parse_json, read_body
 from kernel.exposure._schema import json_schema
@@ -90,7 +89,7 @@ _STATUS_CODES: Final[Mapping[int, str]] = {404: "not_found", 405: "method_not_al
 
 def _scan(headers: Iterable[tuple[bytes, bytes]]) -> tuple[str, bool]:
     """The request id (the first incoming ``x-request-id`` when it is 1 to 64 of
-    ``A-Za-z0-9._:-``, else a new uuid4 hex) and whether a request body follows."""
+    ``A-Za-z0-9._:-``, else a new one: 32 hex digits) and whether a request body follows."""
     request_id: str | None = None
     seen = body = False
     for name, value in headers:
@@ -102,12 +101,16 @@ def _scan(headers: Iterable[tuple[bytes, bytes]]) -> tuple[str, bool]:
             body = value != b"0"
         elif name == b"transfer-encoding":
             body = True
-    return request_id or uuid.uuid4().hex, body
+    return request_id or new_request_id(), body
+
+
+#: Built once (``json.dumps`` with options builds an encoder per call). ASCII output: a
+#: lone surrogate a client sent (valid JSON) still renders.
+_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
 def _json(status: int, content: Any, headers: Mapping[str, str] | None = None) -> Response:
-    # ASCII output: a lone surrogate a client sent (valid JSON) still renders.
-    body = json.dumps(content, separators=(",", ":"), allow_nan=False).encode()
+    body = _ENCODER.encode(content).encode()
     return Response(body, status, headers, _JSON)
 
 
@@ -589,7 +592,7 @@ def _call_context(caller: Any, request: Request) -> Iterator[None]:
 
 
 def _attach_trace_context(request: Request) -> Any:
-    if "traceparent" not in request.headers or "opentelemetry.trace" not in sys.modules:
+    if "opentelemetry.trace" not in sys.modules or "traceparent" not in request.headers:
         return None
     from opentelemetry import context, propagate
 

@@ -23,7 +23,7 @@ moves ``place_order`` to another process without touching its callers.
 - The client keeps up to ``max_connections`` connections alive and gives each request one
   of its own (`kernel.exposure._lanes`): requests beyond that wait for a free connection.
 - Each request carries ``x-request-id`` (the ``kernel.exposure.request_id`` context
-  variable when set, else a new uuid4 hex) and, when OpenTelemetry is in use and a span
+  variable when set, else a new id of 32 hex digits) and, when OpenTelemetry is in use and a span
   is current, a W3C ``traceparent`` (``opentelemetry.propagate.inject``).
 
 Importing this module imports neither httpx nor OpenTelemetry: httpx is imported when a
@@ -35,7 +35,6 @@ from __future__ import annotations
 import math
 import re
 import sys
-import uuid
 from collections.abc import AsyncIterator, Iterable
 from datetime import timedelta
 from http import HTTPStatus
@@ -47,7 +46,7 @@ import middleware as mw
 from kernel._config import converter, structure
 from kernel._definitions import Resource, Task, resource
 from kernel._errors import DefinitionError, PublicError, RemoteError, RemoteUnavailable
-from kernel.exposure._context import request_id
+from kernel.exposure._context import new_request_id, request_id
 
 if TYPE_CHECKING:
     import httpx
@@ -105,7 +104,7 @@ class RemoteEndpoint:
         (from httpx's transport error). A checkpoint; cancellation propagates (the request
         is abandoned and its connection closed).
         """
-        headers = {"x-request-id": request_id.get() or uuid.uuid4().hex}
+        headers = {"x-request-id": request_id.get() or new_request_id()}
         if "opentelemetry.trace" in sys.modules:
             # No span can be current unless OpenTelemetry's trace API is loaded.
             from opentelemetry.propagate import inject
