@@ -40,15 +40,32 @@ class _Released(httpx.AsyncByteStream):
         self._stream = stream
         self._release = release
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for part in self._stream:
-            yield part
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._stream.__aiter__()
 
     async def aclose(self) -> None:
         try:
             await self._stream.aclose()
         finally:
             self._release()
+
+
+class _Body(httpx.AsyncByteStream):
+    """A request body known in full, as an iterator object rather than httpx's async
+    generator: a request that fails while sending it (the server went away) leaves no
+    unfinished generator behind for the garbage collector to warn about."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data: bytes | None = data
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self
+
+    async def __anext__(self) -> bytes:
+        data, self._data = self._data, None
+        if data is None:
+            raise StopAsyncIteration
+        return data
 
 
 class _Release:
@@ -79,6 +96,8 @@ class LaneTransport(httpx.AsyncBaseTransport):
         self._closed = False
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if isinstance(request.stream, httpx.ByteStream):
+            request.stream = _Body(request.content)
         lane = await self._take()
         try:
             response = await lane.handle_async_request(request)
