@@ -1,7 +1,7 @@
 """The servers of the ``served`` rows, each run alone in its own process and driven by
 ``wrk`` from outside (see `bench.anchors.served`).
 
-    python -m bench.served kernel --port 8000 --workers 2
+    BENCH_SERVED_PORT=8000 python -m kernel._cli serve bench.served:service --workers 2
     python -m bench.served bare --port 8001
     python -m bench.served uvicorn --port 8002
 
@@ -9,9 +9,11 @@ Every one serves the same trivial authenticated JSON echo: ``POST /__runner/task
 with ``authorization: Bearer bench-token`` and ``{"input": [X]}`` (the task's one positional
 argument) answers ``{"ok": true, "result": X}`` (401 without the token).
 
-- ``kernel``: `kernel.exposure.http` with the ``bench.ping`` task, run by `kernel.main`
-  (``--workers N`` processes). Its logs go to the terminal at WARNING: the per-call INFO
-  line is not wanted by any sink, as in a service that keeps access logs elsewhere.
+- ``service``: `kernel.exposure.http` with the ``bench.ping`` task on ``$BENCH_SERVED_PORT``,
+  run by ``trio-runner serve`` (``--workers N`` processes, which import it from here;
+  ``bench.pid``, never measured, tells them apart). Its logs go to the terminal at
+  WARNING: the per-call INFO line is not wanted by any sink, as in a service that keeps
+  access logs elsewhere.
 - ``bare``: the floor of that stack: hypercorn's trio worker and one Starlette route doing
   the bearer check and the JSON echo, nothing else.
 - ``uvicorn``: the same Starlette route on uvicorn (asyncio): what a user might pick instead.
@@ -22,11 +24,14 @@ from __future__ import annotations
 import argparse
 import hmac
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any, Final
 
 TOKEN: Final = "bench-token"
+#: Where the kernel service listens.
+PORT_ENV: Final = "BENCH_SERVED_PORT"
 PATH: Final = "/__runner/task/bench.ping"
 _EXPECTED: Final = f"Bearer {TOKEN}"
 
@@ -36,22 +41,31 @@ async def _ping(x: Any = None) -> Any:
     return x
 
 
-def kernel_service(port: int, workers: int) -> Any:
-    """The `kernel.Service` of the ``kernel`` server."""
+async def _pid() -> int:
+    """Which worker answered (for waiting until every worker is up)."""
+    return os.getpid()
+
+
+def kernel_service(port: int) -> Any:
+    """The `kernel.Service` of the kernel rows."""
     import kernel
 
     ping = kernel.task("bench.ping")(_ping)
+    pid = kernel.task("bench.pid")(_pid)
     exposure = kernel.exposure.http(
         "bench.exposure",
         port=port,
         auth=kernel.exposure.BearerAuth(tokens=[TOKEN]),
-        allow_tasks=[ping.id],
+        allow_tasks=[ping.id, pid.id],
     )
     return kernel.Service(
-        app=kernel.App("bench.served", register=[ping, exposure]),
+        app=kernel.App("bench.served", register=[ping, pid, exposure]),
         log=kernel.LogConfig(level="WARNING"),
-        workers=workers,
     )
+
+
+#: What ``trio-runner serve bench.served:service`` runs (and each worker imports).
+service = kernel_service(int(os.environ.get(PORT_ENV, "8000")))
 
 
 def starlette_app() -> Any:
@@ -91,15 +105,10 @@ def _uvicorn(port: int) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the server named on the command line until SIGTERM/SIGINT."""
     parser = argparse.ArgumentParser(prog="python -m bench.served")
-    parser.add_argument("server", choices=("kernel", "bare", "uvicorn"))
+    parser.add_argument("server", choices=("bare", "uvicorn"))
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args(argv)
-    if args.server == "kernel":
-        import kernel
-
-        kernel.main(kernel_service(args.port, args.workers))
-    elif args.server == "bare":
+    if args.server == "bare":
         _bare(args.port)
     else:
         _uvicorn(args.port)
