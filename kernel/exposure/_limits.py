@@ -142,6 +142,8 @@ def parse_json(body: bytes, *, max_depth: int) -> Any:
     if body.count(b"[") + body.count(b"{") > max_depth and nesting_depth(body) > max_depth:
         raise Refusal(400, "malformed_json", f"the JSON body nests deeper than {max_depth} levels")
     try:
+        if text.startswith("\ufeff"):  # (what json.loads checks, and decode does not)
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
         return _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise Refusal(

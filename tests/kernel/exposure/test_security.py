@@ -21,6 +21,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 import kernel
 from kernel._doctor import exposure_rows
+from kernel.exposure import _limits
 from kernel.exposure._app import build_app
 from kernel.exposure._config import BearerAuth, ExposureConfig
 from kernel.exposure._context import principal
@@ -633,7 +634,7 @@ def test_a_parser_recursing_too_deeply_is_400(monkeypatch: pytest.MonkeyPatch) -
     def recursing(*args: Any, **kwargs: Any) -> Any:
         raise RecursionError("maximum recursion depth exceeded")
 
-    monkeypatch.setattr(json, "loads", recursing)
+    monkeypatch.setattr(_limits._DECODER, "decode", recursing)
     with pytest.raises(Refusal, match="the JSON body nests too deeply") as caught:
         parse_json(b"[]", max_depth=5)
     assert (caught.value.status, caught.value.code) == (400, "malformed_json")
