@@ -22,15 +22,28 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import AsyncIterator
+from http.cookiejar import CookieJar
 from typing import Final
 
 import httpx
 import trio
 
-__all__ = ["LaneTransport"]
+__all__ = ["LaneTransport", "NoCookies"]
 
 #: Seconds an idle connection is kept (httpx's default).
 KEEPALIVE_EXPIRY: Final = 5.0
+
+
+class NoCookies(CookieJar):
+    """A cookie jar that keeps nothing and sends nothing, for a client whose server sets no
+    cookies: httpx runs every response through its jar (``http.cookiejar`` parsing and
+    policy checks), a measurable share of a small request's cost."""
+
+    def extract_cookies(self, response: object, request: object) -> None:
+        """Keep none."""
+
+    def add_cookie_header(self, request: object) -> None:
+        """Send none."""
 
 
 class _Released(httpx.AsyncByteStream):

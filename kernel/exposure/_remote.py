@@ -22,6 +22,7 @@ moves ``place_order`` to another process without touching its callers.
   kernel error for every way a remote call fails.
 - The client keeps up to ``max_connections`` connections alive and gives each request one
   of its own (`kernel.exposure._lanes`): requests beyond that wait for a free connection.
+  It keeps no cookies (the exposure sets none; httpx's cookie jar costs every request).
 - Each request carries ``x-request-id`` (the ``kernel.exposure.request_id`` context
   variable when set, else a new id of 32 hex digits) and, when OpenTelemetry is in use and a span
   is current, a W3C ``traceparent`` (``opentelemetry.propagate.inject``).
@@ -95,6 +96,17 @@ class RemoteEndpoint:
 
     client: httpx.AsyncClient
     base_path: str
+    # Each task's absolute URL, merged with the base URL once (httpx parses and merges a
+    # relative URL on every request, a good part of its per-request cost).
+    _urls: dict[str, httpx.URL] = attrs.field(factory=dict, init=False, repr=False)
+
+    def _url(self, task_id: str) -> httpx.URL:
+        url = self._urls.get(task_id)
+        if url is None:
+            url = self._urls[task_id] = self.client.build_request(
+                "POST", f"{self.base_path}/task/{task_id}"
+            ).url
+        return url
 
     async def call_task(self, task_id: str, input: Any) -> Any:
         """POST ``{"input": input}`` to the task ``task_id``; return the decoded result.
@@ -112,7 +124,7 @@ class RemoteEndpoint:
             inject(headers)
         try:
             response = await self.client.post(
-                f"{self.base_path}/task/{task_id}", json={"input": input}, headers=headers
+                self._url(task_id), json={"input": input}, headers=headers
             )
         except _transport_error() as exc:
             raise RemoteUnavailable(
@@ -304,11 +316,15 @@ def remote(
     async def open_client() -> AsyncIterator[RemoteEndpoint]:
         import httpx
 
-        from kernel.exposure._lanes import LaneTransport
+        from kernel.exposure._lanes import LaneTransport, NoCookies
 
         transport = LaneTransport(max_connections=connections)
         async with httpx.AsyncClient(
-            base_url=url, timeout=seconds, headers=headers, transport=transport
+            base_url=url,
+            timeout=seconds,
+            headers=headers,
+            transport=transport,
+            cookies=NoCookies(),
         ) as client:
             yield RemoteEndpoint(client, path)
 
