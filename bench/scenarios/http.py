@@ -41,6 +41,14 @@ class LoadSummary:
     wall_ns: int
     p50_ns: int
     p99_ns: int
+    #: CPU time of this process over those calls (client and server, when both are here).
+    cpu_ns: int = 0
+
+    @property
+    def cpu_per_request_ns(self) -> float:
+        """CPU nanoseconds of this process per request: what bounds the figure on a busy
+        machine (requests/s <= 1 / this, on one core)."""
+        return self.cpu_ns / max(self.requests, 1)
 
     @property
     def per_second(self) -> float:
@@ -67,6 +75,7 @@ class Concurrent:
     _size: int = 0
     _left: int = 0
     _wall_ns: int = 0
+    _cpu_ns: int = 0
     _latencies: list[int] = attrs.Factory(list)
 
     #: The fewest calls per repetition the bench may ask for (never fewer than one per slot).
@@ -82,11 +91,12 @@ class Concurrent:
             self.reset()
             self._size = n
         self._left = n
-        start = time.perf_counter_ns()
+        start, cpu = time.perf_counter_ns(), time.process_time_ns()
         async with trio.open_nursery() as nursery:
             for _ in range(min(self.concurrency, n)):
                 nursery.start_soon(self._worker)
         self._wall_ns += time.perf_counter_ns() - start
+        self._cpu_ns += time.process_time_ns() - cpu
 
     async def _worker(self) -> None:
         request, record, clock = self.request, self._latencies.append, time.perf_counter_ns
@@ -98,7 +108,7 @@ class Concurrent:
 
     def reset(self) -> None:
         """Forget what was recorded (after a warm-up)."""
-        self._size, self._wall_ns, self._latencies = 0, 0, []
+        self._size, self._wall_ns, self._cpu_ns, self._latencies = 0, 0, 0, []
 
     def summary(self) -> LoadSummary | None:
         """Requests, wall time and latency p50/p99 of the latest same-size calls."""
@@ -110,6 +120,7 @@ class Concurrent:
             wall_ns=self._wall_ns,
             p50_ns=_percentile(ordered, 0.50),
             p99_ns=_percentile(ordered, 0.99),
+            cpu_ns=self._cpu_ns,
         )
 
     def details(self) -> str | None:
@@ -119,8 +130,8 @@ class Concurrent:
             return None
         return (
             f"{s.per_second:,.0f} requests/s; latency p50 {s.p50_ns / 1e6:.2f} ms, "
-            f"p99 {s.p99_ns / 1e6:.2f} ms ({s.requests:,} requests, "
-            f"{self.concurrency} in flight)"
+            f"p99 {s.p99_ns / 1e6:.2f} ms; CPU {s.cpu_per_request_ns / 1e3:,.0f} µs per "
+            f"request in this process ({s.requests:,} requests, {self.concurrency} in flight)"
         )
 
 
