@@ -26,6 +26,7 @@ from kernel._main import main
 from kernel._runtime import Runtime
 from kernel._service import Service
 from kernel.exposure._server import shared_ports
+from kernel.observability._logging import kernel_logger
 
 __all__ = ["load", "run_worker"]
 
@@ -57,6 +58,9 @@ def _until_parent_leaves(fd: int) -> Any:
         async with stream:
             while await stream.receive_some(1024):
                 pass
+        kernel_logger("kernel.workers").warning(
+            "worker {}: the parent process is gone; stopping", os.environ.get(_workers.ENV_WORKER)
+        )
 
     return serve
 

@@ -94,9 +94,10 @@ def locate(target: object) -> str:
     main_module = sys.modules.get("__main__")
     found: str | None = None
     for name, module in list(sys.modules.items()):
-        if module is None or name in {"__main__", "__mp_main__"}:
+        namespace = getattr(module, "__dict__", None)
+        if not isinstance(namespace, dict) or name in {"__main__", "__mp_main__"}:
             continue
-        attribute = _holding(vars(module), target)
+        attribute = _holding(namespace, target)
         if attribute is not None:
             return f"{name}:{attribute}"
     if main_module is not None:

@@ -277,3 +277,27 @@ def test_a_worker_that_keeps_crashing_brings_the_service_down_with_its_error(
     assert "RuntimeError: this worker cannot start" in err
     assert "WorkerFailed: worker " in err
     assert "exited with status 1" in err
+
+
+@pytest.mark.slow
+async def test_workers_stop_when_their_parent_is_killed(tmp_path: Path) -> None:
+    with running(tmp_path, 2, log="INFO") as service:
+        pids = await pids_answering(service.base_url, 2)
+        service.process.kill()
+        service.process.wait(timeout=10)
+        with trio.fail_after(20):
+            while any(_alive(pid) for pid in pids):  # noqa: ASYNC110 (other processes)
+                await trio.sleep(0.05)
+        err = service.log.read_text(errors="replace")
+    # They noticed the closed pipe and stopped (they were not killed with the parent).
+    assert err.count("the parent process is gone; stopping") == 2
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie waiting for its new parent to reap it has exited.
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
