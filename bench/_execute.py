@@ -196,7 +196,9 @@ def _from_anchor(scenario: Scenario, report: AnchorReport | None, reason: str) -
         return Measurement(scenario=scenario, status="unavailable", reason=why)
     stats = report.stats.get(scenario.id)
     if stats is not None:
-        return Measurement(scenario=scenario, status="ok", stats=stats)
+        return Measurement(
+            scenario=scenario, status="ok", stats=stats, details=report.details.get(scenario.id)
+        )
     error = report.errors.get(scenario.id, "missing from the anchor's output")
     return Measurement(scenario=scenario, status="error", reason=error)
 

@@ -5,6 +5,8 @@ Every server is started first and left idle while another is measured; then each
 runs ``wrk -t1 -c64`` against each server in turn (so the rows share the machine's moods),
 after one warm-up run each. A repetition's figure is one over its requests/s (nanoseconds
 per request, as every row of the bench); any non-2xx answer or socket error fails the row.
+The details give the CPU the server's processes used per request (from ``/proc``): on a
+machine shared with other work, that, not the wall clock, compares the servers' costs.
 Full runs time 5 rounds of 2 s, quick runs 5 rounds of 1 s. Like the anchors (other
 processes, a minute of a run), the rows are skipped with ``--no-anchor``. ``wrk`` itself
 needs CPU: on a 2-core machine it takes a share from the servers, the 2-worker row most.
@@ -20,6 +22,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -146,8 +149,33 @@ class _Running:
     process: subprocess.Popen[bytes]
     log: Path
     samples: list[float] = attrs.Factory(list)
+    cpu_per_request: list[float] = attrs.Factory(list)
     requests: int = 0
     error: str | None = None
+
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by the server's process and its children (its workers)."""
+        return sum(_cpu_seconds(pid) for pid in (self.process.pid, *_children(self.process.pid)))
+
+
+_TICK: Final = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:  # gone, or no /proc
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK  # utime + stime
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as children:
+            return [int(child) for child in children.read().split()]
+    except OSError:
+        return []
 
 
 def _wait_ready(running: _Running, timeout: float = 30.0) -> None:
@@ -291,17 +319,25 @@ def run_anchor(
             for running in servers:
                 if running.error is not None:
                     continue
+                cpu = running.cpu_seconds()
                 rate, total, problem = _wrk(wrk, script, running.url, seconds)
                 if problem is not None:
                     running.error = problem
                 else:
                     running.samples.append(1e9 / rate)
+                    running.cpu_per_request.append((running.cpu_seconds() - cpu) / total * 1e6)
                     running.requests = total
     stats: dict[str, Stats] = {}
+    details: dict[str, str] = {}
     for running in servers:
         key = PREFIX + running.server.key
         if running.error is not None:
             errors[key] = running.error
         else:
-            stats[key] = summarize(running.samples, running.requests)
-    return AnchorReport(status="ok", stats=stats, errors=errors)
+            stats[key] = summary = summarize(running.samples, running.requests)
+            details[key] = (
+                f"{1e9 / summary.median_ns:,.0f} requests/s (median round); CPU "
+                f"{statistics.median(running.cpu_per_request):,.0f} µs per request in the "
+                f"server's processes ({running.server.processes} serving)"
+            )
+    return AnchorReport(status="ok", stats=stats, errors=errors, details=details)

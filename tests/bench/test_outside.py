@@ -46,3 +46,19 @@ def test_the_rows_and_their_targets_are_registered() -> None:
     assert {s.id for s in SCENARIOS} <= ids
     subjects = {t.subject for t in TARGETS} | {t.reference for t in TARGETS}
     assert {PREFIX + "kernel_1", PREFIX + "kernel_2", PREFIX + "bare"} <= subjects
+
+
+def test_an_outside_row_carries_its_details_into_the_measurement() -> None:
+    from bench._execute import _from_anchor
+    from bench._timing import summarize
+    from bench.anchors.runner import AnchorReport
+
+    (row, *_) = SCENARIOS
+    report = AnchorReport(
+        status="ok",
+        stats={row.id: summarize([1e6, 1.1e6], 2000)},
+        details={row.id: "1,000 requests/s (median round); CPU 700 µs per request"},
+    )
+    measured = _from_anchor(row, report, "unused")
+    assert measured.status == "ok"
+    assert measured.details == "1,000 requests/s (median round); CPU 700 µs per request"
