@@ -202,7 +202,8 @@ async def load_64() -> AsyncIterator[Loop]:
 class RawClient:
     """The floor of a client: kept-alive trio sockets, one per request in flight, each
     request written as bytes and its answer read by ``Content-Length``; what ``kernel.remote``
-    is measured against on the same server."""
+    is measured against on the same server. A kept-alive socket the server closed while idle
+    (its keep-alive timeout) is replaced, and the request sent again (it is idempotent)."""
 
     def __init__(self, host: str, port: int, path: str) -> None:
         self._address = (host, port)
@@ -215,23 +216,41 @@ class RawClient:
     async def call(self, input: Any) -> Any:
         """POST ``{"input": input}``; the answer's ``result`` (RuntimeError if not 200)."""
         body = json.dumps({"input": input}).encode()
+        request = self._head + b"content-length: %d\r\n\r\n" % len(body) + body
         if self._idle:
             stream, buffer = self._idle.pop()
-        else:
-            stream, buffer = await trio.open_tcp_stream(*self._address), bytearray()
-        await stream.send_all(self._head + b"content-length: %d\r\n\r\n" % len(body) + body)
-        while (end := buffer.find(b"\r\n\r\n")) < 0:
-            buffer += await _received(stream)
-        head = bytes(buffer[:end]).lower()
-        start = head.index(b"content-length:") + len(b"content-length:")
-        length = int(head[start : head.index(b"\r\n", start)])
-        while len(buffer) < end + 4 + length:
-            buffer += await _received(stream)
+            try:
+                return await self._exchange(stream, buffer, request)
+            except _IdleClosed:
+                pass  # closed by the server while idle: once more on a new connection
+        stream = await trio.open_tcp_stream(*self._address)
+        return await self._exchange(stream, bytearray(), request)
+
+    async def _exchange(self, stream: trio.SocketStream, buffer: bytearray, request: bytes) -> Any:
+        try:
+            try:
+                await stream.send_all(request)
+                first = await stream.receive_some()
+            except trio.BrokenResourceError:
+                raise _IdleClosed from None
+            if not first:
+                raise _IdleClosed
+            buffer += first
+            while (end := buffer.find(b"\r\n\r\n")) < 0:
+                buffer += await _received(stream)
+            head = bytes(buffer[: end + 2]).lower()  # each header line ends with CRLF
+            start = head.index(b"content-length:") + len(b"content-length:")
+            length = int(head[start : head.index(b"\r\n", start)])
+            while len(buffer) < end + 4 + length:
+                buffer += await _received(stream)
+        except BaseException:
+            await trio.aclose_forcefully(stream)
+            raise
         answer = json.loads(buffer[end + 4 : end + 4 + length])
         del buffer[: end + 4 + length]
+        self._idle.append((stream, buffer))
         if not head.startswith(b"http/1.1 200"):
             raise RuntimeError(f"raw client: {head.splitlines()[0]!r}")
-        self._idle.append((stream, buffer))
         return answer["result"]
 
     async def aclose(self) -> None:
@@ -241,10 +260,14 @@ class RawClient:
             await stream.aclose()
 
 
+class _IdleClosed(Exception):
+    """The server had closed a kept-alive connection before the request was answered."""
+
+
 async def _received(stream: trio.SocketStream) -> bytes:
     data = await stream.receive_some()
     if not data:
-        raise RuntimeError("raw client: the server closed the connection")
+        raise RuntimeError("raw client: the server closed the connection mid-answer")
     return bytes(data)
 
 

@@ -8,6 +8,7 @@ how the bench report carries the figures it gives beyond the per-call time.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -193,3 +194,29 @@ async def test_the_bench_rows_keep_64_requests_in_flight(row: Scenario) -> None:
     details = loop.details()
     assert details is not None
     assert details.endswith("µs per request in this process (64 requests, 64 in flight)")
+
+
+async def test_the_raw_client_replaces_a_connection_the_server_closed_while_idle() -> None:
+    from bench.scenarios.http import RawClient
+
+    connections = 0
+
+    async def answer_once(stream: trio.SocketStream) -> None:
+        nonlocal connections
+        connections += 1
+        data = b""
+        while not data.endswith(b'{"input": [1]}'):
+            data += await stream.receive_some()
+        body = b'{"ok":true,"result":1}'
+        await stream.send_all(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(body) + body)
+        await stream.aclose()  # as a keep-alive timeout would, later
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            serve = functools.partial(trio.serve_tcp, host="127.0.0.1")
+            listeners = await nursery.start(serve, answer_once, 0)
+            client = RawClient("127.0.0.1", listeners[0].socket.getsockname()[1], "/x")
+            assert [await client.call([1]) for _ in range(3)] == [1, 1, 1]
+            await client.aclose()
+            nursery.cancel_scope.cancel()
+    assert connections == 3
