@@ -269,6 +269,7 @@ async def _kill_late(fleet: _Fleet) -> None:
 async def supervise(fleet: _Fleet, workers: int, restart: Retry) -> None:
     """Run ``workers`` supervised workers of ``fleet`` until they all stopped; raise the
     first `WorkerFailed` (after stopping the others) if one kept crashing or stopped badly."""
+    gave_up: WorkerFailed | None = None
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as around:
             around.start_soon(fleet.forward, signals)
@@ -290,9 +291,11 @@ async def supervise(fleet: _Fleet, workers: int, restart: Retry) -> None:
                 if failed is None or rest is not None:
                     raise
                 # The first worker to give up brought the service down: its error, alone.
-                raise _leaves(failed)[0] from None
+                gave_up = _leaves(failed)[0]
             finally:
                 around.cancel_scope.cancel()
+    if gave_up is not None:
+        raise gave_up
     if fleet.failures:
         raise fleet.failures[0]
 
