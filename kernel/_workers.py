@@ -199,11 +199,14 @@ class _Fleet:
             self.command, env=env, pass_fds=(self.parent_fd,), start_new_session=True
         )
         self.live[worker] = process
+        if self.stopping.is_set():  # (signalled while it was being started)
+            process.send_signal(signal.SIGTERM)
         try:
             status = await process.wait()
         except BaseException:
             with trio.CancelScope(shield=True):
-                await self._stop(process, signal.SIGTERM)
+                # Signalled already if stopping: a second signal would skip its drain.
+                await self._stop(process, None if self.stopping.is_set() else signal.SIGTERM)
             raise
         finally:
             del self.live[worker]
@@ -221,8 +224,8 @@ class _Fleet:
             f"worker {worker} exited with status {status}", worker=worker, status=status
         )
 
-    async def _stop(self, process: trio.Process, signum: int) -> None:
-        if process.returncode is None:
+    async def _stop(self, process: trio.Process, signum: int | None) -> None:
+        if signum is not None and process.returncode is None:
             process.send_signal(signum)
         with trio.move_on_after(self.stop_timeout):
             await process.wait()
