@@ -70,6 +70,8 @@ __all__ = ["REQUEST_ID_KEY", "ExposureApp", "build_app"]
 REQUEST_ID_KEY: Final = "kernel.exposure.request_id"
 _ERROR_KEY: Final = "kernel.exposure.error"
 _PRINCIPAL_KEY: Final = "kernel.exposure.principal"
+#: The `kernel.exposure._limits.ReceiveNow` of the request, when the server offers one.
+_RECEIVED_KEY: Final = "kernel.exposure.received"
 _REQUEST_ID_HEADER: Final = b"x-request-id"
 _CLOSE: Final = (b"connection", b"close")
 _HTTP1: Final = frozenset({"1.0", "1.1"})
@@ -398,6 +400,7 @@ class ExposureApp:
             content_length=request.headers.get("content-length"),
             limit=config.body_limit,
             time_limit=config.body_timeout,
+            received=request.scope.get(_RECEIVED_KEY),
         )
 
     async def _envelope(self, request: Request, key: str) -> Mapping[str, Any]:
@@ -527,6 +530,22 @@ class _Calls:
                 return message
 
             app_receive = receive_body
+        channel = getattr(receive, "__self__", None)
+        if isinstance(channel, trio.MemoryReceiveChannel):
+            # hypercorn's trio worker hands over a memory channel's receive: the body that
+            # came with the headers can be taken at once, with no deadline to arm.
+
+            def received() -> Message | None:
+                nonlocal unread
+                try:
+                    message: Message = channel.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                    return None  # (receive will wait, or say why)
+                if not message.get("more_body", False):
+                    unread = False
+                return message
+
+            scope[_RECEIVED_KEY] = received
 
         started = trio.current_time()
         error: Exception | None = None

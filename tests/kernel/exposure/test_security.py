@@ -447,6 +447,28 @@ async def test_read_body_refuses_a_bad_length_and_a_client_that_left() -> None:
     assert await read_body(parts, content_length=None, limit=3) == b"abc"
 
 
+async def test_read_body_takes_a_body_already_waiting_without_waiting() -> None:
+    async def never() -> Mapping[str, Any]:
+        raise AssertionError("nothing more to receive")
+
+    waiting = [{"type": "http.request", "body": b"[1]"}]
+    assert await read_body(never, content_length="3", limit=10, received=waiting.pop) == b"[1]"
+    # Part of it waiting: the rest is received (under the deadline).
+    rest = await _receiving([{"type": "http.request", "body": b"2]"}])
+    first = [{"type": "http.request", "body": b"[1,", "more_body": True}]
+    assert await read_body(rest, content_length=None, limit=10, received=first.pop) == b"[1,2]"
+    # Nothing waiting: received as usual.
+    later = await _receiving([{"type": "http.request", "body": b"{}"}])
+    assert await read_body(later, content_length=None, limit=10, received=lambda: None) == b"{}"
+    # Too large, or the client left, already in what was waiting.
+    big = [{"type": "http.request", "body": b"x" * 11}]
+    with pytest.raises(Refusal, match="exceeds 10 bytes"):
+        await read_body(never, content_length=None, limit=10, received=big.pop)
+    left = [{"type": "http.disconnect"}]
+    with pytest.raises(Refusal, match="the client left"):
+        await read_body(never, content_length=None, limit=10, received=left.pop)
+
+
 # --- JSON -----------------------------------------------------------------------------------
 
 
