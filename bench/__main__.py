@@ -3,7 +3,8 @@
     python -m bench                 # the full run (about a minute)
     python -m bench --quick         # every scenario briefly (a few seconds)
     python -m bench --only retry    # a glob on ids, or a substring of an id or label
-    python -m bench --no-anchor     # skip the anchors: BlueLibs Runner (Node) and DBOS
+    python -m bench --no-anchor     # skip the anchors: BlueLibs Runner (Node) and DBOS,
+                                    # and the served rows (servers driven by wrk)
     python -m bench --only 'd*'     # the durable rows and the DBOS anchor
     python -m bench --out DIR       # write DIR/latest.json and DIR/latest.png
 
@@ -39,7 +40,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="run every scenario briefly")
     parser.add_argument("--only", metavar="PATTERN", help="only scenarios matching PATTERN")
     parser.add_argument(
-        "--no-anchor", action="store_true", help="skip the anchors (BlueLibs Runner, DBOS)"
+        "--no-anchor",
+        action="store_true",
+        help="skip the rows other processes measure (BlueLibs Runner, DBOS, served by wrk)",
     )
     parser.add_argument(
         "--out", type=Path, default=RESULTS_DIR, help=f"output directory (default {RESULTS_DIR})"

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import attrs
 import trio
 
+from bench import outside
 from bench._scenario import Scenario, Unavailable
 from bench._timing import Loop, Settings, Stats, measure_all
 from bench.anchors import dbos, redis_limiters, runner
@@ -33,6 +34,10 @@ def _run_dbos(settings: Settings, *, shapes: Collection[str], log: Log) -> Ancho
     return dbos.run_anchor(settings, shapes=shapes, log=log)
 
 
+def _run_outside(settings: Settings, *, shapes: Collection[str], log: Log) -> AnchorReport:
+    return outside.run_anchor(settings, shapes=shapes, log=log)
+
+
 def _run_redis_limiters(settings: Settings, *, shapes: Collection[str], log: Log) -> AnchorReport:
     return redis_limiters.run_anchor(settings, shapes=shapes, log=log)
 
@@ -42,6 +47,7 @@ ANCHORS: Mapping[str, Callable[..., AnchorReport]] = {
     runner.PREFIX: _run_runner,
     dbos.PREFIX: _run_dbos,
     redis_limiters.PREFIX: _run_redis_limiters,
+    outside.PREFIX: _run_outside,
 }
 
 
@@ -190,7 +196,9 @@ def _from_anchor(scenario: Scenario, report: AnchorReport | None, reason: str) -
         return Measurement(scenario=scenario, status="unavailable", reason=why)
     stats = report.stats.get(scenario.id)
     if stats is not None:
-        return Measurement(scenario=scenario, status="ok", stats=stats)
+        return Measurement(
+            scenario=scenario, status="ok", stats=stats, details=report.details.get(scenario.id)
+        )
     error = report.errors.get(scenario.id, "missing from the anchor's output")
     return Measurement(scenario=scenario, status="error", reason=error)
 

@@ -216,6 +216,26 @@ TARGETS: tuple[Target, ...] = (
         subject="circuit.ours",
         reference="circuit.aiobreaker",
     ),
+    Target(
+        label="kernel.exposure.http >= 0.9 x the bare hypercorn + Starlette floor (wrk)",
+        subject="served.kernel_1",
+        measure="per_call",
+        reference="served.bare",
+        max_ratio=1 / 0.9,
+    ),
+    Target(
+        label="2 workers >= 1.6 x 1 worker (wrk)",
+        subject="served.kernel_2",
+        measure="per_call",
+        reference="served.kernel_1",
+        max_ratio=1 / 1.6,
+    ),
+    Target(
+        label="in-process remote hop >= 900 requests/s at 64 in flight",
+        subject="http.remote_64",
+        measure="per_call",
+        max_ns=1e9 / 900,
+    ),
 )
 
 

@@ -57,8 +57,10 @@ from kernel._errors import (
     MissingDependencyError,
     PublicError,
     RemoteError,
+    RemoteUnavailable,
     ResourceInitError,
     UnknownEventError,
+    WorkerFailed,
 )
 from kernel._graph import Graph, Node, dry_run
 from kernel._health import CheckResult, HealthReport
@@ -98,6 +100,7 @@ __all__ = [
     "PublicError",
     "Redaction",
     "RemoteError",
+    "RemoteUnavailable",
     "Resource",
     "ResourceInitError",
     "Runtime",
@@ -110,6 +113,7 @@ __all__ = [
     "Task",
     "TracingConfig",
     "UnknownEventError",
+    "WorkerFailed",
     "config",
     "dry_run",
     "durable",

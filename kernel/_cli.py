@@ -3,9 +3,11 @@
     trio-runner graph myproject.app:app --format mermaid
     trio-runner doctor myproject.app:service --prod --strict --format json
     trio-runner lanes orders.lane --url redis://localhost:6379/0 --group billing
+    trio-runner serve myproject.app:service --workers 4
 
-Exit codes: 0 done; 1 the app is invalid (``graph``: the error's class and message on
-stderr; ``doctor``: a failed ``graph`` row), or ``doctor --strict`` found a failed check; 2
+Exit codes: 0 done (``serve``: after a clean shutdown); 1 the app is invalid (``graph``: the
+error's class and message on stderr; ``doctor``: a failed ``graph`` row), ``doctor --strict``
+found a failed check, or ``serve`` stopped on an error (a worker kept crashing); 2
 the command itself is wrong (bad arguments, a target that cannot be imported or is not an
 App — for ``doctor``, an App or a `kernel.Service`). ``lanes``: see `kernel.lanes._cli`.
 """
@@ -73,7 +75,49 @@ def _parser() -> argparse.ArgumentParser:
         "--format", choices=("text", "json"), default="text", help="output format (default: text)"
     )
     lanes_cli.add_parser(commands)
+    serve = commands.add_parser(
+        "serve",
+        help="run an app or service until SIGTERM/SIGINT, in one or more worker processes",
+        description="Run an App or kernel.Service as kernel.main does, until SIGTERM/SIGINT; "
+        "with --workers N, N processes sharing the HTTP exposures' ports.",
+    )
+    serve.add_argument(
+        "target", metavar="TARGET", help="the App or kernel.Service, as module:attribute"
+    )
+    serve.add_argument(
+        "--workers",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help="worker processes (default: the Service's workers, 1 for an App)",
+    )
     return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _serve(target: str, workers: int | None) -> int:
+    from kernel._main import run_main
+
+    try:
+        loaded = load_target(target)
+    except _TargetError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        run_main(loaded, workers=workers, where=target)
+    except KernelError as exc:
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _import(target: str) -> object:
@@ -167,6 +211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "lanes":
         return lanes_cli.run(args)
+    if args.command == "serve":
+        return _serve(args.target, args.workers)
     if args.command == "doctor":
         return _doctor_command(args.target, prod=args.prod, strict=args.strict, format=args.format)
     return _graph(args.target, args.format)

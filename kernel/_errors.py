@@ -14,7 +14,9 @@
           ├── ResourceInitError         a resource's init failed (the cause is chained)
           ├── EmissionCycleError        hooks emitting events in a loop beyond the depth limit
           ├── PublicError               an error whose code and message may cross HTTP
-          └── RemoteError               a remote task call failed (status, code, request id)
+          ├── RemoteError               a remote task call failed (status, code, request id)
+          │    └── RemoteUnavailable    no answer: refused, broken connection, timeout
+          └── WorkerFailed              a worker process of kernel.main(workers=N) failed
 """
 
 from __future__ import annotations
@@ -32,8 +34,10 @@ __all__ = [
     "MissingDependencyError",
     "PublicError",
     "RemoteError",
+    "RemoteUnavailable",
     "ResourceInitError",
     "UnknownEventError",
+    "WorkerFailed",
 ]
 
 
@@ -146,9 +150,39 @@ class RemoteError(KernelError):
     """A task called over HTTP failed: the HTTP ``status``, the error ``code``, the server's
     ``request_id`` and its (sanitized) message."""
 
+    #: The HTTP status; ``None`` for a `RemoteUnavailable` (no answer came).
+    status: int | None
+
     def __init__(self, message: str, *, status: int, code: str, request_id: str | None) -> None:
         super().__init__(f"{message} (HTTP {status}, code {code!r}, request id {request_id})")
         self.message = message
         self.status = status
         self.code = code
         self.request_id = request_id
+
+
+class RemoteUnavailable(RemoteError):
+    """A task called over HTTP got no answer: the connection was refused or broke, or a
+    phase of the request timed out. Chained (``__cause__``) from httpx's transport error;
+    ``status`` and ``request_id`` are ``None``, ``code`` is ``"unavailable"``. Whether the
+    task ran on the server is unknown (it may have, if the connection broke after the
+    request was sent)."""
+
+    def __init__(self, message: str) -> None:
+        KernelError.__init__(self, message)
+        self.message = message
+        self.status = None
+        self.code = "unavailable"
+        self.request_id = None
+
+
+class WorkerFailed(KernelError):
+    """A worker process of ``kernel.main(app, workers=N)`` exited with a failure: it kept
+    crashing (so the service came down), or it did not stop cleanly. ``worker`` is its
+    number (1..N), ``status`` its exit status (negative: killed by that signal); the
+    worker's own error went to its stderr (the parent's)."""
+
+    def __init__(self, message: str, *, worker: int, status: int) -> None:
+        super().__init__(message)
+        self.worker = worker
+        self.status = status

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, Final
 
 import attrs
 
@@ -14,14 +14,32 @@ from kernel.observability._logging import LogConfig
 from kernel.observability._sentry import SentryConfig
 from kernel.observability._tracing import TracingConfig
 from middleware.observability import MetricsRegistry
-from resilience import validate
+from resilience import Retry, backoff, validate
 
-__all__ = ["Service", "as_service"]
+__all__ = ["WORKER_RESTART", "Service", "as_service"]
+
+#: How a crashed worker is restarted by default: at most 5 runs in a streak (a run of
+#: `kernel._workers.HEALTHY_RUN` seconds opens a new one), waits 0.25 s doubling to 4 s.
+WORKER_RESTART: Final = Retry(
+    attempts=5, wait=backoff.exponential(initial=0.25, maximum=4.0, jitter=None)
+)
 
 
 def _check_app(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if not isinstance(value, App):
         raise TypeError(f"Service: app must be a kernel.App, got {value!r}")
+
+
+def _check_workers(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"Service: workers must be an int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"Service: workers must be >= 1, got {value!r}")
+
+
+def _check_restart(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, Retry):
+        raise TypeError(f"Service: worker_restart must be an rs.Retry, got {value!r}")
 
 
 def _as_tuple(value: Iterable[object]) -> tuple[object, ...]:
@@ -32,8 +50,11 @@ def _as_tuple(value: Iterable[object]) -> tuple[object, ...]:
 class Service:
     """``kernel.Service(app=app, shutdown_signals=True, drain_timeout=30.0, ...)``.
 
-    What `kernel.main` runs and ``trio-runner doctor`` inspects: the app and the options of
-    `kernel.run` it is started with.
+    What `kernel.main` runs and ``trio-runner doctor`` inspects: the app, the options of
+    `kernel.run` it is started with, and ``workers``: how many processes `kernel.main` runs
+    it in (see `kernel.main`; not an option of `kernel.run`), with ``worker_restart`` the
+    policy restarting a crashed one (`WORKER_RESTART`: 5 runs in a streak, 0.25 s doubling
+    to 4 s; when it gives up the service comes down).
     """
 
     app: App = attrs.field(validator=_check_app)
@@ -47,6 +68,8 @@ class Service:
     tracing: TracingConfig | None = None
     metrics: bool | MetricsRegistry = False
     sentry: SentryConfig | None = None
+    workers: int = attrs.field(default=1, validator=_check_workers)
+    worker_restart: Retry = attrs.field(default=WORKER_RESTART, validator=_check_restart)
 
     def options(self) -> dict[str, Any]:
         """The keyword arguments of `kernel.run` this service uses."""

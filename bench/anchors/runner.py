@@ -84,6 +84,8 @@ class AnchorReport:
     runner: str | None = None
     stats: Mapping[str, Stats] = attrs.field(factory=dict)
     errors: Mapping[str, str] = attrs.field(factory=dict)
+    #: Figures beyond the per-call time, by scenario id (printed with the notes).
+    details: Mapping[str, str] = attrs.field(factory=dict)
 
 
 def read_scenarios(

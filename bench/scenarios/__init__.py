@@ -2,7 +2,8 @@
 
 One module per group (``floor``, ``retry``, ``circuit``, ``cache``, ``limits``,
 ``pipeline``, ``failure``, ``kernel``, ``http``, ``durable``, ``redis``), each exporting
-``SCENARIOS``; the BlueLibs Runner rows come from ``bench.anchors.runner``, the DBOS
+``SCENARIOS``; the ``served`` rows (servers in their own processes, driven by ``wrk``) come
+from ``bench.outside``; the BlueLibs Runner rows come from ``bench.anchors.runner``, the DBOS
 Transact rows from ``bench.anchors.dbos``. Adding a scenario means adding it to its module.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from bench import outside
 from bench._scenario import GROUPS, Scenario
 from bench.anchors import dbos, redis_limiters, runner
 from bench.scenarios import (
@@ -61,6 +63,7 @@ REGISTRY: tuple[Scenario, ...] = _in_table_order(
         *failure.SCENARIOS,
         *kernel.SCENARIOS,
         *http.SCENARIOS,
+        *outside.SCENARIOS,
         *durable.SCENARIOS,
         *redis.SCENARIOS,
         *lanes.SCENARIOS,

@@ -12,8 +12,9 @@ package does not import hypercorn, Starlette or httpx.
 
 from kernel.exposure import console
 from kernel.exposure._config import BearerAuth, ExposureConfig
-from kernel.exposure._remote import RemoteEndpoint, remote, remote_task, request_id, retryable
-from kernel.exposure._server import Exposure, http, principal
+from kernel.exposure._context import principal, request_id
+from kernel.exposure._remote import RemoteEndpoint, remote, remote_task, retryable
+from kernel.exposure._server import Exposure, http
 from resilience.faces import present as _present
 
 __all__ = [

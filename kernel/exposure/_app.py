@@ -32,7 +32,6 @@ import inspect
 import json
 import string
 import sys
-import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Final
@@ -54,11 +53,11 @@ from kernel._shutdown import ShuttingDown
 from kernel._structure import converter, structure
 from kernel.durable import WORKFLOW
 from kernel.exposure._config import BearerAuth, ExposureConfig
+from kernel.exposure._context import new_request_id, principal
+from kernel.exposure._context import request_id as outgoing_request_id
 from kernel.exposure._limits import Refusal, parse_json, read_body
 from kernel.exposure._openapi import openapi_document
-from kernel.exposure._remote import request_id as outgoing_request_id
 from kernel.exposure._schema import json_schema
-from kernel.exposure._server import principal
 from kernel.metrics import prometheus_text
 from kernel.observability import kernel_logger
 
@@ -74,6 +73,8 @@ __all__ = ["REQUEST_ID_KEY", "ExposureApp", "build_app"]
 REQUEST_ID_KEY: Final = "kernel.exposure.request_id"
 _ERROR_KEY: Final = "kernel.exposure.error"
 _PRINCIPAL_KEY: Final = "kernel.exposure.principal"
+#: The `kernel.exposure._limits.ReceiveNow` of the request, when the server offers one.
+_RECEIVED_KEY: Final = "kernel.exposure.received"
 _REQUEST_ID_HEADER: Final = b"x-request-id"
 _CLOSE: Final = (b"connection", b"close")
 _HTTP1: Final = frozenset({"1.0", "1.1"})
@@ -93,7 +94,7 @@ _STATUS_CODES: Final[Mapping[int, str]] = {404: "not_found", 405: "method_not_al
 
 def _scan(headers: Iterable[tuple[bytes, bytes]]) -> tuple[str, bool]:
     """The request id (the first incoming ``x-request-id`` when it is 1 to 64 of
-    ``A-Za-z0-9._:-``, else a new uuid4 hex) and whether a request body follows."""
+    ``A-Za-z0-9._:-``, else a new one: 32 hex digits) and whether a request body follows."""
     request_id: str | None = None
     seen = body = False
     for name, value in headers:
@@ -105,13 +106,19 @@ def _scan(headers: Iterable[tuple[bytes, bytes]]) -> tuple[str, bool]:
             body = value != b"0"
         elif name == b"transfer-encoding":
             body = True
-    return request_id or uuid.uuid4().hex, body
+    return request_id or new_request_id(), body
+
+
+#: Built once (``json.dumps`` with options builds an encoder per call). ASCII output: a
+#: lone surrogate a client sent (valid JSON) still renders.
+_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
 def _json(status: int, content: Any, headers: Mapping[str, str] | None = None) -> Response:
     """``content`` as a JSON response."""
-    # ASCII output: a lone surrogate a client sent (valid JSON) still renders.
-    body = json.dumps(content, separators=(",", ":"), allow_nan=False).encode()
+    # ASCII output (the encoder's default): a lone surrogate a client sent (valid JSON)
+    # still renders.
+    body = _ENCODER.encode(content).encode()
     return Response(body, status, headers, _JSON)
 
 
@@ -430,6 +437,7 @@ class ExposureApp:
             content_length=request.headers.get("content-length"),
             limit=config.body_limit,
             time_limit=config.body_timeout,
+            received=request.scope.get(_RECEIVED_KEY),
         )
 
     async def _envelope(self, request: Request, key: str) -> Mapping[str, Any]:
@@ -559,6 +567,22 @@ class _Calls:
                 return message
 
             app_receive = receive_body
+        channel = getattr(receive, "__self__", None)
+        if isinstance(channel, trio.MemoryReceiveChannel):
+            # hypercorn's trio worker hands over a memory channel's receive: the body that
+            # came with the headers can be taken at once, with no deadline to arm.
+
+            def received() -> Message | None:
+                nonlocal unread
+                try:
+                    message: Message = channel.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                    return None  # (receive will wait, or say why)
+                if not message.get("more_body", False):
+                    unread = False
+                return message
+
+            scope[_RECEIVED_KEY] = received
 
         started = trio.current_time()
         error: Exception | None = None
@@ -624,7 +648,7 @@ def _call_context(caller: Any, request: Request) -> Iterator[None]:
 
 
 def _attach_trace_context(request: Request) -> Any:
-    if "traceparent" not in request.headers or "opentelemetry.trace" not in sys.modules:
+    if "opentelemetry.trace" not in sys.modules or "traceparent" not in request.headers:
         return None
     from opentelemetry import context, propagate
 

@@ -16,11 +16,16 @@ moves ``place_order`` to another process without touching its callers.
 - A failure status comes back as `kernel.RemoteError` (status, code, request id, message;
   a 422's field problems are appended to the message). A code declared by a
   `kernel.PublicError` subclass is raised as that class instead (see `public_error_for`).
-- Transport failures (connection refused, timeouts) propagate as httpx's own exceptions
-  (``httpx.TransportError`` and subclasses), so retry policies can tell them apart.
-- Each request carries ``x-request-id`` (the `request_id` context variable when set, else a
-  new uuid4 hex) and, when OpenTelemetry is in use and a span is current, a W3C
-  ``traceparent`` (``opentelemetry.propagate.inject``).
+- A transport failure (connection refused or broken, a timeout: httpx's
+  ``httpx.TransportError``) is raised as `kernel.RemoteUnavailable`, a `kernel.RemoteError`
+  with no status, chained from httpx's exception (``__cause__``), so callers catch one
+  kernel error for every way a remote call fails.
+- The client keeps up to ``max_connections`` connections alive and gives each request one
+  of its own (`kernel.exposure._lanes`): requests beyond that wait for a free connection.
+  It keeps no cookies (the exposure sets none; httpx's cookie jar costs every request).
+- Each request carries ``x-request-id`` (the ``kernel.exposure.request_id`` context
+  variable when set, else a new id of 32 hex digits) and, when OpenTelemetry is in use and a span
+  is current, a W3C ``traceparent`` (``opentelemetry.propagate.inject``).
 
 Importing this module imports neither httpx nor OpenTelemetry: httpx is imported when a
 ``remote`` resource starts, OpenTelemetry only when it is already loaded.
@@ -30,9 +35,7 @@ from __future__ import annotations
 
 import re
 import sys
-import uuid
 from collections.abc import AsyncIterator, Iterable
-from contextvars import ContextVar
 from datetime import timedelta
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Final
@@ -41,8 +44,9 @@ import attrs
 
 import middleware as mw
 from kernel._definitions import Resource, Task, resource
-from kernel._errors import DefinitionError, PublicError, RemoteError
+from kernel._errors import DefinitionError, PublicError, RemoteError, RemoteUnavailable
 from kernel._structure import converter, structure
+from kernel.exposure._context import new_request_id, request_id
 from resilience import validate
 
 if TYPE_CHECKING:
@@ -54,13 +58,8 @@ __all__ = [
     "public_error_for",
     "remote",
     "remote_task",
-    "request_id",
     "retryable",
 ]
-
-#: The request id sent with remote calls made in this context (``None``: a new one per call).
-#: An HTTP exposure handling a request may set it, so that the calls it makes carry the id.
-request_id: ContextVar[str | None] = ContextVar("trio_runner_request_id", default=None)
 
 #: Codes the exposure itself answers with: never mapped to a `kernel.PublicError` subclass,
 #: even one that declares the same code (a missing route must not pass for a domain error).
@@ -97,25 +96,49 @@ class RemoteEndpoint:
 
     client: httpx.AsyncClient
     base_path: str
+    # Each task's absolute URL, merged with the base URL once (httpx parses and merges a
+    # relative URL on every request, a good part of its per-request cost).
+    _urls: dict[str, httpx.URL] = attrs.field(factory=dict, init=False, repr=False)
+
+    def _url(self, task_id: str) -> httpx.URL:
+        url = self._urls.get(task_id)
+        if url is None:
+            url = self._urls[task_id] = self.client.build_request(
+                "POST", f"{self.base_path}/task/{task_id}"
+            ).url
+        return url
 
     async def call_task(self, task_id: str, input: Any) -> Any:
         """POST ``{"input": input}`` to the task ``task_id``; return the decoded result.
 
         ``input`` must be JSON-serializable (unstructured already). Raises `RemoteError`,
-        a `kernel.PublicError` subclass (see `public_error_for`), or httpx's transport
-        errors. A checkpoint; cancellation propagates (the request is abandoned and its
-        connection closed).
+        a `kernel.PublicError` subclass (see `public_error_for`), or `RemoteUnavailable`
+        (from httpx's transport error). A checkpoint; cancellation propagates (the request
+        is abandoned and its connection closed).
         """
-        headers = {"x-request-id": request_id.get() or uuid.uuid4().hex}
+        headers = {"x-request-id": request_id.get() or new_request_id()}
         if "opentelemetry.trace" in sys.modules:
             # No span can be current unless OpenTelemetry's trace API is loaded.
             from opentelemetry.propagate import inject
 
             inject(headers)
-        response = await self.client.post(
-            f"{self.base_path}/task/{task_id}", json={"input": input}, headers=headers
-        )
+        try:
+            response = await self.client.post(
+                self._url(task_id), json={"input": input}, headers=headers
+            )
+        except _transport_error() as exc:
+            raise RemoteUnavailable(
+                f"remote task {task_id!r}: no answer from {self.client.base_url} "
+                f"({type(exc).__name__}: {exc})"
+            ) from exc
         return _result(task_id, response)
+
+
+def _transport_error() -> type[Exception]:
+    """httpx's transport error class (httpx is loaded: a client exists)."""
+    import httpx
+
+    return httpx.TransportError
 
 
 def _body(response: httpx.Response) -> dict[str, Any] | None:
@@ -199,11 +222,13 @@ def public_error_for(code: str) -> type[PublicError] | None:
 def retryable(exc: Exception) -> bool:
     """Whether a remote call failing with ``exc`` is worth another attempt.
 
-    True for httpx's transport errors (connection refused or reset, timeouts) and for a
-    `RemoteError` with status 502, 503 (the server is starting or shutting down) or 504
-    (a `kernel.PublicError` is the task's answer: never retryable here); use it as
-    ``mw.retry(on=kernel.exposure.retryable)``.
+    True for `RemoteUnavailable` (connection refused or broken, timeouts), httpx's own
+    transport errors, and a `RemoteError` with status 502, 503 (the server is starting or
+    shutting down) or 504 (a `kernel.PublicError` is the task's answer: never retryable
+    here); use it as ``mw.retry(on=kernel.exposure.retryable)``.
     """
+    if isinstance(exc, RemoteUnavailable):
+        return True
     if isinstance(exc, RemoteError):
         return exc.status in _RETRYABLE_STATUSES
     httpx = sys.modules.get("httpx")  # not loaded: no httpx error can exist
@@ -241,6 +266,14 @@ def _check_base_path(base_path: object) -> str:
     return trimmed
 
 
+def _check_connections(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{_OWNER}: max_connections must be an int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{_OWNER}: max_connections must be >= 1, got {value!r}")
+    return value
+
+
 def remote(
     id: str,
     *,
@@ -248,6 +281,7 @@ def remote(
     token: str | None = None,
     timeout: float | timedelta = 10.0,
     base_path: str = "/__runner",
+    max_connections: int = 100,
 ) -> Resource:
     """A resource holding an ``httpx.AsyncClient`` for the HTTP exposure at ``base_url``.
 
@@ -255,19 +289,31 @@ def remote(
     as ``authorization: Bearer <token>``; ``timeout`` (seconds or a timedelta) bounds each
     phase of a request (connect, write, wait for a read, pool), not the whole call (bound
     that with ``mw.timeout``); ``base_path`` is the exposure's (``/__runner``; ``""`` or
-    ``"/"`` for the root). The client is closed when the app stops. Bad arguments raise
+    ``"/"`` for the root); ``max_connections`` the most connections kept open to it (each
+    request has one to itself; more concurrent requests wait for one, within the
+    timeout). The client is closed when the app stops. Bad arguments raise
     TypeError/ValueError (naming the argument) here; a bad id raises DefinitionError.
     """
     url = _check_url(base_url)
     secret = _check_token(token)
     seconds = validate.seconds(timeout, owner=_OWNER, name="timeout")
     path = _check_base_path(base_path)
+    connections = _check_connections(max_connections)
     headers = {} if secret is None else {"authorization": f"Bearer {secret}"}
 
     async def open_client() -> AsyncIterator[RemoteEndpoint]:
         import httpx
 
-        async with httpx.AsyncClient(base_url=url, timeout=seconds, headers=headers) as client:
+        from kernel.exposure._lanes import LaneTransport, NoCookies
+
+        transport = LaneTransport(max_connections=connections)
+        async with httpx.AsyncClient(
+            base_url=url,
+            timeout=seconds,
+            headers=headers,
+            transport=transport,
+            cookies=NoCookies(),
+        ) as client:
             yield RemoteEndpoint(client, path)
 
     open_client.__doc__ = f"An HTTP client for the exposure at {url}."

@@ -25,10 +25,11 @@ from __future__ import annotations
 import logging
 import math
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Final, cast
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Final, cast
 
 import attrs
 import trio
@@ -44,15 +45,17 @@ if TYPE_CHECKING:
     from hypercorn.typing import Framework
     from starlette.types import ASGIApp
 
-__all__ = ["Exposure", "http", "principal"]
+__all__ = ["Exposure", "http", "listening_socket", "shared_ports"]
 
 #: Where hypercorn's own messages go (a standard logging logger: silent below WARNING
 #: unless the application configures logging).
 SERVER_LOGGER: Final = "hypercorn.error"
-#: Who made the current call: what the exposure's ``auth`` returned for its token (``None``
-#: for an anonymous exposure, or outside an HTTP call). Tasks and hooks run by the call read
-#: it with ``kernel.exposure.principal.get()``.
-principal: ContextVar[Any] = ContextVar("kernel.exposure.principal", default=None)
+
+#: In a worker of ``kernel.main(..., workers=N)``: the port each exposure (by resource id)
+#: shares with the other workers (bound with ``SO_REUSEPORT``). Empty in a single process.
+shared_ports: ContextVar[Mapping[str, int]] = ContextVar(
+    "kernel.exposure.shared_ports", default=MappingProxyType({})
+)
 
 #: Seconds the request line and headers may take, and an idle keep-alive connection may
 #: stay open (hypercorn's ``keep_alive_timeout``).
@@ -128,7 +131,8 @@ def http(
       API under ``{base}/console/api/`` behind the same bearer token; see
       `kernel.exposure.console`). Off by default.
 
-    Tasks and hooks run by a call read who made it from `principal` (a ContextVar). Bad
+    Tasks and hooks run by a call read who made it from ``kernel.exposure.principal`` (a
+    ContextVar). Bad
     settings raise TypeError/ValueError naming the setting, here. The resource carries
     the ``kernel.exposure`` tag with its `ExposureConfig` (what ``trio-runner doctor``
     checks). Starting it needs the ``http`` extra (hypercorn, Starlette).
@@ -168,15 +172,23 @@ async def _start(scope: Scope, config: ExposureConfig) -> Exposure:
     except ImportError as exc:
         raise KernelError(_EXTRA) from exc
     app = build_app(scope.runtime, config)
-    server = server_config(Config(), config, listening_socket(config.host, config.port).detach())
+    shared = shared_ports.get().get(scope.id)
+    sock = (
+        listening_socket(config.host, config.port)
+        if shared is None
+        else listening_socket(config.host, shared, reuse_port=True)
+    )
+    server = server_config(Config(), config, sock.detach())
     binds: list[str] = await scope.nursery.start(serve, app, server)
     url = binds[0]
     kernel_logger(scope.id).info("serving HTTP on {}{}", url, config.base_path)
     return Exposure(url=url, base_url=url + config.base_path, config=config)
 
 
-def listening_socket(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to ``host`` and ``port``, set up as hypercorn sets up its own.
+def listening_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A TCP socket bound to ``host`` and ``port``, set up as hypercorn sets up its own;
+    with ``reuse_port``, ``SO_REUSEPORT`` too (workers share the port: the kernel spreads
+    new connections over the processes listening on it).
 
     Bound here rather than by hypercorn, which leaks its socket when the bind fails: the
     `OSError` (address in use, unknown host) comes out as itself.
@@ -186,6 +198,8 @@ def listening_socket(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
     except BaseException:
         sock.close()

@@ -8,6 +8,7 @@ how the bench report carries the figures it gives beyond the per-call time.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -178,9 +179,10 @@ async def test_calibration_never_goes_below_a_loop_s_min_calls() -> None:
     assert await calibrate(recorded, attrs.evolve(slow, max_calls=20)) == 20
 
 
-async def test_the_bench_row_keeps_64_requests_in_flight() -> None:
-    (row,) = SCENARIOS
-    assert (row.id, row.group, row.baseline) == ("http.remote_64", "http", None)
+@pytest.mark.parametrize("row", SCENARIOS, ids=lambda row: row.id)
+async def test_the_bench_rows_keep_64_requests_in_flight(row: Scenario) -> None:
+    assert (row.group, row.baseline) == ("http", None)
+    assert row.id in {"http.remote_64", "http.raw_64"}
     assert row.setup is not None
     with trio.fail_after(30):
         async with row.setup() as loop:
@@ -191,4 +193,30 @@ async def test_the_bench_row_keeps_64_requests_in_flight() -> None:
             await loop(64)
     details = loop.details()
     assert details is not None
-    assert details.endswith("(64 requests, 64 in flight)")
+    assert details.endswith("µs per request in this process (64 requests, 64 in flight)")
+
+
+async def test_the_raw_client_replaces_a_connection_the_server_closed_while_idle() -> None:
+    from bench.scenarios.http import RawClient
+
+    connections = 0
+
+    async def answer_once(stream: trio.SocketStream) -> None:
+        nonlocal connections
+        connections += 1
+        data = b""
+        while not data.endswith(b'{"input": [1]}'):
+            data += await stream.receive_some()
+        body = b'{"ok":true,"result":1}'
+        await stream.send_all(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(body) + body)
+        await stream.aclose()  # as a keep-alive timeout would, later
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            serve = functools.partial(trio.serve_tcp, host="127.0.0.1")
+            listeners = await nursery.start(serve, answer_once, 0)
+            client = RawClient("127.0.0.1", listeners[0].socket.getsockname()[1], "/x")
+            assert [await client.call([1]) for _ in range(3)] == [1, 1, 1]
+            await client.aclose()
+            nursery.cancel_scope.cancel()
+    assert connections == 3

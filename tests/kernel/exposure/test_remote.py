@@ -35,13 +35,13 @@ import kernel
 import middleware as mw
 import resilience as rs
 from kernel.exposure._config import BearerAuth
+from kernel.exposure._context import request_id
 from kernel.exposure._remote import (
     PROTOCOL_CODES,
     RemoteEndpoint,
     public_error_for,
     remote,
     remote_task,
-    request_id,
     retryable,
 )
 from kernel.exposure._server import http
@@ -542,7 +542,7 @@ def test_public_error_for_picks_the_declaring_class() -> None:
     assert SameCodeLater.code == OutOfStockWithSku.code == "out_of_stock"
 
 
-async def test_transport_errors_propagate_as_httpx_errors() -> None:
+async def test_a_refused_connection_is_remote_unavailable_from_httpx_error() -> None:
     with trio.socket.socket() as sock:  # a port nobody listens on
         await sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -550,9 +550,68 @@ async def test_transport_errors_propagate_as_httpx_errors() -> None:
     twin = remote_task(task_named("echo"), via=endpoint)
     with trio.fail_after(10):
         async with kernel.run(kernel.App("c", register=[endpoint, twin])) as rt:
-            with pytest.raises(httpx.ConnectError) as info:
+            with pytest.raises(kernel.RemoteUnavailable) as info:
                 await rt.run_task(twin)
-    assert retryable(info.value)
+    error = info.value
+    assert isinstance(error, kernel.RemoteError)
+    assert isinstance(error.__cause__, httpx.ConnectError)
+    assert (error.status, error.code, error.request_id) == (None, "unavailable", None)
+    assert "remote task 'echo': no answer from http://127.0.0.1:" in str(error)
+    assert retryable(error)
+
+
+async def _raw_server(
+    handler: Callable[[trio.SocketStream], Awaitable[None]], nursery: trio.Nursery
+) -> str:
+    listeners = await nursery.start(functools.partial(trio.serve_tcp, host="127.0.0.1"), handler, 0)
+    return f"http://127.0.0.1:{listeners[0].socket.getsockname()[1]}"
+
+
+async def _read_request(stream: trio.SocketStream) -> None:
+    """The whole request, body included (closing with unread data would reset)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += await stream.receive_some()
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = re.search(rb"(?i)content-length: *([0-9]+)", head)
+    while length is not None and len(body) < int(length.group(1)):
+        body += await stream.receive_some()
+
+
+async def test_a_connection_cut_mid_answer_is_remote_unavailable() -> None:
+    async def cut(stream: trio.SocketStream) -> None:
+        await _read_request(stream)
+        await stream.send_all(b'HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{"ok": tr')
+        await stream.aclose()
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            endpoint = remote("api", base_url=await _raw_server(cut, nursery))
+            twin = remote_task(task_named("echo"), via=endpoint)
+            async with kernel.run(kernel.App("c", register=[endpoint, twin])) as rt:
+                with pytest.raises(kernel.RemoteUnavailable) as info:
+                    await rt.run_task(twin)
+            nursery.cancel_scope.cancel()
+    assert isinstance(info.value.__cause__, httpx.RemoteProtocolError)
+
+
+async def test_a_server_that_never_answers_is_remote_unavailable_after_the_timeout(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def mute(stream: trio.SocketStream) -> None:
+        await _read_request(stream)
+        await trio.sleep_forever()
+
+    async with trio.open_nursery() as nursery:
+        endpoint = remote("api", base_url=await _raw_server(mute, nursery), timeout=3.0)
+        twin = remote_task(task_named("echo"), via=endpoint)
+        async with kernel.run(kernel.App("c", register=[endpoint, twin])) as rt:
+            start = trio.current_time()
+            with pytest.raises(kernel.RemoteUnavailable) as info:
+                await rt.run_task(twin)
+            assert trio.current_time() - start == pytest.approx(3.0)
+        nursery.cancel_scope.cancel()
+    assert isinstance(info.value.__cause__, httpx.ReadTimeout)
 
 
 def test_retryable(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -562,6 +621,7 @@ def test_retryable(monkeypatch: pytest.MonkeyPatch) -> None:
     assert [retryable(remote_error(s)) for s in (502, 503, 504)] == [True] * 3
     assert [retryable(remote_error(s)) for s in (400, 404, 422, 500)] == [False] * 4
     assert retryable(httpx.ReadTimeout("slow"))
+    assert retryable(kernel.RemoteUnavailable("no answer"))
     assert not retryable(httpx.HTTPStatusError("x", request=None, response=None))  # type: ignore[arg-type]
     assert not retryable(OutOfStock("x"))
     monkeypatch.delitem(sys.modules, "httpx")
@@ -805,7 +865,8 @@ async def test_end_to_end_a_caller_side_retry_waits_for_the_server_to_come_up() 
             assert await rt.run_task(checkout, "map", 1) == Order(1, "map", 1, "local")
             nursery.cancel_scope.cancel()
     assert refused
-    assert all(isinstance(exc, httpx.ConnectError) for exc in refused)
+    assert all(isinstance(exc, kernel.RemoteUnavailable) for exc in refused)
+    assert all(isinstance(exc.__cause__, httpx.ConnectError) for exc in refused)
 
 
 # ---------------------------------------------------------------- packaging

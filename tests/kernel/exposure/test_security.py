@@ -21,10 +21,12 @@ from starlette.types import Message, Receive, Scope, Send
 
 import kernel
 from kernel._doctor import exposure_rows
+from kernel.exposure import _limits
 from kernel.exposure._app import build_app
 from kernel.exposure._config import BearerAuth, ExposureConfig
+from kernel.exposure._context import principal
 from kernel.exposure._limits import Refusal, nesting_depth, parse_json, read_body
-from kernel.exposure._server import http, listening_socket, principal, serve, server_config
+from kernel.exposure._server import http, listening_socket, serve, server_config
 from tests.kernel.exposure.servers import AUTH, DEADLINE, HEADERS, TOKEN, failure, serving
 
 
@@ -445,6 +447,28 @@ async def test_read_body_refuses_a_bad_length_and_a_client_that_left() -> None:
     assert await read_body(parts, content_length=None, limit=3) == b"abc"
 
 
+async def test_read_body_takes_a_body_already_waiting_without_waiting() -> None:
+    async def never() -> Mapping[str, Any]:
+        raise AssertionError("nothing more to receive")
+
+    waiting = [{"type": "http.request", "body": b"[1]"}]
+    assert await read_body(never, content_length="3", limit=10, received=waiting.pop) == b"[1]"
+    # Part of it waiting: the rest is received (under the deadline).
+    rest = await _receiving([{"type": "http.request", "body": b"2]"}])
+    first = [{"type": "http.request", "body": b"[1,", "more_body": True}]
+    assert await read_body(rest, content_length=None, limit=10, received=first.pop) == b"[1,2]"
+    # Nothing waiting: received as usual.
+    later = await _receiving([{"type": "http.request", "body": b"{}"}])
+    assert await read_body(later, content_length=None, limit=10, received=lambda: None) == b"{}"
+    # Too large, or the client left, already in what was waiting.
+    big = [{"type": "http.request", "body": b"x" * 11}]
+    with pytest.raises(Refusal, match="exceeds 10 bytes"):
+        await read_body(never, content_length=None, limit=10, received=big.pop)
+    left = [{"type": "http.disconnect"}]
+    with pytest.raises(Refusal, match="the client left"):
+        await read_body(never, content_length=None, limit=10, received=left.pop)
+
+
 # --- JSON -----------------------------------------------------------------------------------
 
 
@@ -632,7 +656,7 @@ def test_a_parser_recursing_too_deeply_is_400(monkeypatch: pytest.MonkeyPatch) -
     def recursing(*args: Any, **kwargs: Any) -> Any:
         raise RecursionError("maximum recursion depth exceeded")
 
-    monkeypatch.setattr(json, "loads", recursing)
+    monkeypatch.setattr(_limits._DECODER, "decode", recursing)
     with pytest.raises(Refusal, match="the JSON body nests too deeply") as caught:
         parse_json(b"[]", max_depth=5)
     assert (caught.value.status, caught.value.code) == (400, "malformed_json")

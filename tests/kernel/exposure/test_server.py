@@ -24,15 +24,9 @@ from kernel._doctor import exposure_rows
 from kernel._scope import Scope
 from kernel.exposure._app import build_app
 from kernel.exposure._config import EXPOSURE, ExposureConfig
-from kernel.exposure._remote import request_id as outgoing_request_id
-from kernel.exposure._server import (
-    SERVER_LOGGER,
-    Exposure,
-    _start,
-    http,
-    principal,
-    server_config,
-)
+from kernel.exposure._context import principal
+from kernel.exposure._context import request_id as outgoing_request_id
+from kernel.exposure._server import SERVER_LOGGER, Exposure, _start, http, server_config
 from middleware.observability._metrics import MetricsRegistry
 from tests.kernel.exposure.servers import AUTH, DEADLINE, HEADERS, TOKEN, failure, serving
 
