@@ -11,8 +11,7 @@ import httpx
 import trio
 
 import kernel
-from kernel.exposure._config import BearerAuth
-from kernel.exposure._server import Exposure, http
+from kernel.exposure import BearerAuth, Exposure, http
 
 TOKEN = "test-token-0123456789"
 HEADERS: Mapping[str, str] = {"authorization": f"Bearer {TOKEN}"}

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import kernel
-from kernel.exposure._server import http
+from kernel.exposure import http
 from tests.kernel.exposure.servers import AUTH, HEADERS, TOKEN
 
 LIMIT = 4096

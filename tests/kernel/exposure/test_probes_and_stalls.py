@@ -6,7 +6,7 @@ import pytest
 import trio
 
 import kernel
-from kernel.exposure._config import ExposureConfig
+from kernel.exposure import ExposureConfig
 from tests.kernel.exposure.servers import AUTH, TOKEN, serving
 
 

@@ -34,17 +34,16 @@ from starlette.routing import Route
 import kernel
 import middleware as mw
 import resilience as rs
-from kernel.exposure._config import BearerAuth
-from kernel.exposure._context import request_id
-from kernel.exposure._remote import (
-    PROTOCOL_CODES,
+from kernel.exposure import (
+    BearerAuth,
     RemoteEndpoint,
-    public_error_for,
+    http,
     remote,
     remote_task,
+    request_id,
     retryable,
 )
-from kernel.exposure._server import http
+from kernel.exposure._remote import PROTOCOL_CODES, public_error_for
 
 TOKEN = "s3cret-token"
 VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")

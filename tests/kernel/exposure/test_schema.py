@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from kernel._errors import ConfigError
+from kernel import ConfigError
 from kernel._structure import structure
 from kernel.exposure._schema import json_schema
 

@@ -21,12 +21,10 @@ from starlette.types import Message, Receive, Scope, Send
 
 import kernel
 from kernel._doctor import exposure_rows
-from kernel.exposure import _limits
+from kernel.exposure import BearerAuth, ExposureConfig, _limits, http, principal
 from kernel.exposure._app import build_app
-from kernel.exposure._config import BearerAuth, ExposureConfig
-from kernel.exposure._context import principal
 from kernel.exposure._limits import Refusal, nesting_depth, parse_json, read_body
-from kernel.exposure._server import http, listening_socket, serve, server_config
+from kernel.exposure._server import listening_socket, serve, server_config
 from tests.kernel.exposure.servers import AUTH, DEADLINE, HEADERS, TOKEN, failure, serving
 
 

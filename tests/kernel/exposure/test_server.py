@@ -19,15 +19,14 @@ import trio
 from loguru import logger
 
 import kernel
-from kernel import tags
+from kernel import Scope, tags
 from kernel._doctor import exposure_rows
-from kernel._scope import Scope
+from kernel.exposure import Exposure, ExposureConfig, http, principal
+from kernel.exposure import request_id as outgoing_request_id
 from kernel.exposure._app import build_app
-from kernel.exposure._config import EXPOSURE, ExposureConfig
-from kernel.exposure._context import principal
-from kernel.exposure._context import request_id as outgoing_request_id
-from kernel.exposure._server import SERVER_LOGGER, Exposure, _start, http, server_config
-from middleware.observability._metrics import MetricsRegistry
+from kernel.exposure._config import EXPOSURE
+from kernel.exposure._server import SERVER_LOGGER, _start, server_config
+from middleware.observability import MetricsRegistry
 from tests.kernel.exposure.servers import AUTH, DEADLINE, HEADERS, TOKEN, failure, serving
 
 UUID_HEX = re.compile(r"[0-9a-f]{32}")

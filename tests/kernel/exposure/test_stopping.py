@@ -23,9 +23,8 @@ import pytest
 import trio
 
 import kernel
-from kernel.exposure._config import ExposureConfig
+from kernel.exposure import Exposure, ExposureConfig, http
 from kernel.exposure._limits import Refusal, read_body
-from kernel.exposure._server import Exposure, http
 from tests.kernel.disposal import Handle, chain, messages
 from tests.kernel.exposure.servers import AUTH, DEADLINE, HEADERS, TOKEN, failure
 

@@ -7,7 +7,7 @@ import trio
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import kernel
-from kernel.exposure._server import http
+from kernel.exposure import http
 from tests.kernel.exposure.servers import AUTH, DEADLINE, HEADERS
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
