@@ -608,3 +608,11 @@ def test_lane_rows_of_memory_lanes_alone_and_of_one_attempt() -> None:
     assert found["lanes.secret"] == ("n/a", "no Redis lane registered", None)
     # One attempt: no retry ever waits.
     assert found["lanes.claim_idle"][0] == "pass"
+    producer_only = kernel.App(
+        "producer_only", register=[apps.audit_entry, apps.lane_store, apps.producer_lane]
+    )
+    assert table(diagnose(producer_only))["lanes.claim_idle"] == (
+        "n/a",
+        "no lane consumes here",
+        None,
+    )
