@@ -31,6 +31,14 @@ graph gives the single row ``graph``. The checks:
   ``body_limit`` of at most 10 MiB. n/a while no exposure is
   registered. `exposure_rows` finds exposures and their settings; `EXPOSURE_CHECKS` holds
   one function per row, the place to extend.
+- ``lanes.secret``, ``lanes.claim_idle``, ``lanes.maxlen``: the event lanes (resources
+  tagged ``kernel.lanes.lane``, with their `kernel.lanes.LaneOptions` as the tag's config).
+  With ``prod=True`` every Redis lane (one tagged ``external_io``) has a ``secret`` (else
+  n/a); no consuming lane retries later than ``claim_idle`` (a retry waiting longer is taken
+  by another consumer after ``claim_idle``, which makes the delay ``claim_idle``); every
+  lane has a ``maxlen`` of at least `MIN_LANE_MAXLEN`, above its ``max_pending`` (the
+  stream trims the oldest entries, undelivered ones too). n/a while no lane is registered;
+  `lane_rows` gives them.
 """
 
 from __future__ import annotations
@@ -62,7 +70,10 @@ __all__ = [
     "EXPOSURE_CHECKS",
     "EXPOSURE_TAG",
     "KERNEL_DIR",
+    "LANE_CHECKS",
+    "LANE_TAG",
     "MAX_BODY_LIMIT",
+    "MIN_LANE_MAXLEN",
     "SYMBOLS",
     "Row",
     "Status",
@@ -70,6 +81,7 @@ __all__ = [
     "exposure_rows",
     "installed_from_package",
     "invalid_graph_row",
+    "lane_rows",
     "python_row",
     "render_json",
     "render_text",
@@ -85,6 +97,11 @@ _INSTALL_DIRS: Final = frozenset({"site-packages", "dist-packages"})
 EXPOSURE_TAG: Final = tag("kernel.exposure")
 #: The largest request body an exposure may accept (10 MiB).
 MAX_BODY_LIMIT: Final = 10 * 1024 * 1024
+#: Resources carrying a tag with this id are event lanes (`kernel.lanes.lane_tag`).
+LANE_TAG: Final = tag("kernel.lanes.lane")
+#: The smallest ``maxlen`` a lane should have: below it a burst or a short consumer outage
+#: trims entries that were never delivered.
+MIN_LANE_MAXLEN: Final = 1000
 
 _ALLOW_LISTS: Final = ("allow_tasks", "allow_events")
 _TIMEOUT: Final = "timeout"
@@ -138,6 +155,7 @@ def diagnose(target: App | Service, *, prod: bool = False) -> list[Row]:
         *_observability_rows(service),
         _error_tracking_row(prod, service),
         *exposure_rows(graph),
+        *lane_rows(graph, prod=prod),
     ]
 
 
@@ -519,6 +537,106 @@ def exposure_rows(graph: Graph) -> list[Row]:
     if not exposures:
         return [_na(check, "no HTTP exposure registered") for check in EXPOSURE_CHECKS]
     return [run(check, exposures) for check, run in EXPOSURE_CHECKS.items()]
+
+
+# --- event lanes -------------------------------------------------------------------------
+
+
+def _lane_secret(lanes: Sequence[tuple[Node, Any]], prod: bool) -> Row:
+    check = "lanes.secret"
+    crossing = [(node, options) for node, options in lanes if _is_external(node)]
+    if not prod:
+        return _na(check, "checked with --prod")
+    if not crossing:
+        return _na(check, "no Redis lane registered")
+    unsigned = [node.id for node, options in crossing if options.secret is None]
+    if unsigned:
+        return _fail(
+            check,
+            f"unsigned envelopes (no secret): {', '.join(unsigned)}; anyone able to write "
+            "to the stream can make their hooks run",
+            "give every lane secret=... (at least 16 bytes, the same in producers and "
+            "consumers, from a kernel.config.Secret setting)",
+        )
+    return _pass(check, f"envelopes signed: {', '.join(node.id for node, _ in crossing)}")
+
+
+def _longest_retry_wait(options: Any) -> float:
+    attempts = range(1, int(options.max_attempts))
+    return max((float(options.retry_wait(attempt)) for attempt in attempts), default=0.0)
+
+
+def _lane_claim_idle(lanes: Sequence[tuple[Node, Any]], prod: bool) -> Row:
+    check = "lanes.claim_idle"
+    consuming = [(node, options) for node, options in lanes if options.consume]
+    if not consuming:
+        return _na(check, "no lane consumes here")
+    problems = [
+        f"{node.id}: retries wait up to {wait:g} s, claim_idle={options.claim_idle:g} s"
+        for node, options in consuming
+        if (wait := _longest_retry_wait(options)) >= options.claim_idle
+    ]
+    if problems:
+        return _fail(
+            check,
+            "; ".join(problems) + ": another consumer takes the entry before its retry is "
+            "due (the delay becomes claim_idle)",
+            "keep retry_delay (and max_retry_delay, with retry_backoff) below claim_idle, "
+            "or raise claim_idle",
+        )
+    return _pass(check, "every consuming lane retries within claim_idle")
+
+
+def _lane_maxlen(lanes: Sequence[tuple[Node, Any]], prod: bool) -> Row:
+    check = "lanes.maxlen"
+    problems = []
+    for node, options in lanes:
+        maxlen, max_pending = options.maxlen, options.max_pending
+        if maxlen is None:
+            problems.append(f"{node.id}: maxlen=None, the stream grows without bound")
+        elif maxlen < MIN_LANE_MAXLEN:
+            problems.append(
+                f"{node.id}: maxlen={maxlen} trims undelivered entries after a short burst"
+            )
+        elif max_pending is not None and maxlen <= max_pending:
+            problems.append(
+                f"{node.id}: maxlen={maxlen} <= max_pending={max_pending}, entries are "
+                "trimmed before the lane turns degraded"
+            )
+    if problems:
+        return _fail(
+            check,
+            "; ".join(problems),
+            f"set maxlen to at least {MIN_LANE_MAXLEN} and above max_pending: the most "
+            "entries a consumer outage may leave in the stream",
+        )
+    return _pass(check, f"every lane's stream is capped, at >= {MIN_LANE_MAXLEN} entries")
+
+
+#: The checks of registered lanes by row name, in row order; each gets the ``(node,
+#: options)`` of every lane and ``prod``.
+LANE_CHECKS: Final[Mapping[str, Callable[[Sequence[tuple[Node, Any]], bool], Row]]] = (
+    MappingProxyType(
+        {
+            "lanes.secret": _lane_secret,
+            "lanes.claim_idle": _lane_claim_idle,
+            "lanes.maxlen": _lane_maxlen,
+        }
+    )
+)
+
+
+def lane_rows(graph: Graph, *, prod: bool = False) -> list[Row]:
+    """The rows of the event lanes ``graph`` registers (resources tagged
+    ``kernel.lanes.lane``, the tag's config their options); all n/a without a lane."""
+    lanes = [
+        (node, config)
+        for node, config in graph.find(LANE_TAG)
+        if node.kind == "resource" and config is not None
+    ]
+    if not lanes:
+        return [_na(check, "no event lane registered") for check in LANE_CHECKS]
+    return [run(lanes, prod) for run in LANE_CHECKS.values()]
 
 
 # --- output -------------------------------------------------------------------------------

@@ -38,6 +38,16 @@ EXPORTED = {
     "trio_runner_durable_oldest_due_age_seconds": "gauge",
     "trio_runner_durable_step_duration_seconds": "histogram",
     "trio_runner_durable_stats_age_seconds": "gauge",
+    # kernel.lanes (kernel/lanes/_metrics.py)
+    "trio_runner_lane_published_total": "counter",
+    "trio_runner_lane_delivered_total": "counter",
+    "trio_runner_lane_retried_total": "counter",
+    "trio_runner_lane_dead_lettered_total": "counter",
+    "trio_runner_lane_rejected_total": "counter",
+    "trio_runner_lane_in_flight": "gauge",
+    "trio_runner_lane_delivery_latency_seconds": "gauge",
+    "trio_runner_lane_pending": "gauge",
+    "trio_runner_lane_oldest_pending_age_seconds": "gauge",
 }
 HISTOGRAM_SERIES = ("_bucket", "_sum", "_count")
 ALERTS = {
@@ -45,6 +55,10 @@ ALERTS = {
     "TrioRunnerTaskLatencyP95High",
     "TrioRunnerAvailabilityLow",
     "TrioRunnerCircuitOpen",
+    "TrioRunnerLaneDeadLettersGrowing",
+    "TrioRunnerLaneOldestPendingTooOld",
+    "TrioRunnerLaneLagHigh",
+    "TrioRunnerLaneNotDelivering",
 }
 
 _ALERT = re.compile(r"^ {6}- alert: (\S+)$", re.MULTILINE)
@@ -130,6 +144,10 @@ def test_the_rules_use_only_metrics_we_export() -> None:
         "trio_runner_task_calls_total",
         "trio_runner_task_duration_seconds",
         "trio_runner_circuit_state",
+        "trio_runner_lane_dead_lettered_total",
+        "trio_runner_lane_delivered_total",
+        "trio_runner_lane_pending",
+        "trio_runner_lane_oldest_pending_age_seconds",
     }
 
 
@@ -145,7 +163,15 @@ def test_family() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["high-error-rate", "circuit-open", "shutdown-stuck", "durable-backlog"]
+    "name",
+    [
+        "high-error-rate",
+        "circuit-open",
+        "shutdown-stuck",
+        "durable-backlog",
+        "lane-dead-letters",
+        "lane-backlog",
+    ],
 )
 def test_each_runbook_has_its_sections_and_names_only_real_metrics(name: str) -> None:
     text = (RUNBOOKS / f"{name}.md").read_text()

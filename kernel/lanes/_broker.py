@@ -7,7 +7,9 @@ same rules, so that one conformance suite holds for both:
 - an entry, once added, is delivered to one consumer of the group (`read`), then stays
   *pending* on it until acknowledged (`ack`) or buried in the dead-letter stream (`bury`);
 - a pending entry can be taken again: by its consumer, for a retry (`claim`), or by any
-  consumer once it has been idle ``min_idle`` seconds (`reclaim`: its consumer died). Every
+  consumer once it has been idle ``min_idle`` seconds (`reclaim`: its consumer died; each
+  call scans on from where the consumer's last one stopped, ``count * 10`` pending entries
+  at most, as ``XAUTOCLAIM`` with a cursor does, and starts over at the end). Every
   delivery counts in the entry's delivery counter, which is the hooks' ``attempt``; a
   consumer keeps the entries it runs from going idle (`touch`, which is no delivery);
 - `bury` is atomic: the dead-letter record is written and the entry acknowledged together,
@@ -64,7 +66,9 @@ class Broker(Protocol):
         (no other consumer took it meanwhile); whether it was taken."""
 
     async def reclaim(self, consumer: str, min_idle: float, count: int) -> list[Entry]:
-        """Take up to ``count`` entries idle at least ``min_idle`` seconds on any consumer."""
+        """Take up to ``count`` entries idle at least ``min_idle`` seconds on any consumer,
+        looking at ``count * 10`` pending entries at most, from where the last call of
+        ``consumer`` stopped (over again from the oldest once the end was reached)."""
 
     async def touch(self, consumer: str, message_ids: list[str]) -> None:
         """Reset the idle time of entries ``consumer`` is running (a heartbeat: a live
@@ -112,6 +116,7 @@ class MemoryBroker:
     _dead: dict[str, dict[str, str]] = attrs.field(init=False, factory=dict)
     _index: dict[str, str] = attrs.field(init=False, factory=dict)
     _counter: int = attrs.field(init=False, default=0)
+    _cursors: dict[str, str] = attrs.field(init=False, factory=dict)  # reclaim, by consumer
     _added: trio.Event = attrs.field(init=False, factory=trio.Event)
 
     def _new_id(self) -> str:
@@ -170,14 +175,20 @@ class MemoryBroker:
     async def reclaim(self, consumer: str, min_idle: float, count: int) -> list[Entry]:
         await trio.lowlevel.checkpoint()
         now = trio.current_time()
-        idle = [mid for mid, p in self._pel.items() if now - p.since >= min_idle]
+        start = id_key(self._cursors.pop(consumer, "0-0"))
+        ahead = sorted((mid for mid in self._pel if id_key(mid) >= start), key=id_key)
         taken: list[Entry] = []
-        for message_id in sorted(idle, key=id_key):
+        scanned = 0
+        for message_id in ahead[: count * 10]:  # XAUTOCLAIM's limit of attempts
             if len(taken) == count:
                 break
-            entry = self._take(consumer, message_id)
-            if entry is not None:
-                taken.append(entry)
+            scanned += 1
+            if now - self._pel[message_id].since >= min_idle:
+                entry = self._take(consumer, message_id)  # None: trimmed, dropped from the PEL
+                if entry is not None:
+                    taken.append(entry)
+        if scanned < len(ahead):
+            self._cursors[consumer] = ahead[scanned]
         return taken
 
     async def touch(self, consumer: str, message_ids: list[str]) -> None:

@@ -3,6 +3,9 @@
 Each operation is one round trip through the lane's `resilience.redis.Store` (bounded by its
 ``op_timeout``; `rs.StoreUnavailable` when Redis cannot be reached), except `reclaim`, which
 also reads the delivery counters of what it took (``XPENDING``), and `oldest_pending_age`.
+`reclaim` keeps ``XAUTOCLAIM``'s cursor between calls: each call scans on from where the
+last one stopped (Redis looks at ``count * 10`` pending entries at most per call), so idle
+entries behind a long run of live ones are reached too, and the scan starts over at the end.
 
 Keys: the stream (``{prefix}:lane:{{id}}:stream`` by default), its dead letters in
 ``{stream}:dead`` and, to find a dead letter by its message id, ``{stream}:dead:index`` (a
@@ -83,6 +86,8 @@ class RedisBroker:
     stream: str
     group: str
     maxlen: int | None = None
+    #: Where the next `reclaim` goes on scanning the pending list (``XAUTOCLAIM``'s cursor).
+    _cursor: str = attrs.field(init=False, default="0-0")
 
     @property
     def dead(self) -> str:
@@ -171,16 +176,19 @@ class RedisBroker:
 
     async def reclaim(self, consumer: str, min_idle: float, count: int) -> list[Entry]:
         client = self.store.client
+        start = self._cursor
         try:
             reply = await self.store.command(
                 "XAUTOCLAIM",
                 lambda: client.xautoclaim(
-                    self.stream, self.group, consumer, int(min_idle * 1000), "0-0", count=count
+                    self.stream, self.group, consumer, int(min_idle * 1000), start, count=count
                 ),
             )
         except Exception as exc:
+            self._cursor = "0-0"
             await self._regroup(exc)
             return []
+        self._cursor = _text(reply[0])  # "0-0" once the scan reached the end
         entries = [e for e in reply[1] if getattr(e, "field_values", None) is not None]
         if not entries:
             return []

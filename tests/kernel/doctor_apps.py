@@ -12,10 +12,12 @@ import attrs
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import kernel
+import kernel.lanes
 import middleware as mw
 from kernel import tags
 from kernel.observability import LogConfig, TracingConfig
 from middleware.observability import MetricsRegistry
+from resilience import redis as shared
 
 
 async def ping(value: object) -> None:
@@ -252,4 +254,64 @@ open_app = kernel.App(
         http.fork("idle").with_config({"auth": "mtls", "allow_tasks": [], "body_limit": 1024}),
         gateway,
     ],
+)
+
+
+# --- event lanes ------------------------------------------------------------------------
+
+lane_store = kernel.redis.resource(
+    "lanes.redis", shared.Store.from_url("redis://127.0.0.1:1/0", prefix="doctor")
+)
+lane_event = kernel.event("order.placed")
+LANE_SECRET = b"doctor-lane-secret-0123456789"
+
+#: Lanes set up by the book: signed, retries within claim_idle, a capped stream.
+signed_lane = kernel.lanes.redis(
+    "orders.lane",
+    store=lane_store,
+    events=lane_event,
+    group="billing",
+    secret=LANE_SECRET,
+    retry_delay=1.0,
+    retry_backoff=2.0,
+    max_retry_delay=10.0,
+    claim_idle=30.0,
+    max_pending=5000,
+)
+#: A producer only: no claim_idle to judge.
+audit_entry = kernel.event("audit.entry")
+producer_lane = kernel.lanes.redis(
+    "audit.lane",
+    store=lane_store,
+    events=audit_entry,
+    group="audit",
+    consume=False,
+    secret=LANE_SECRET,
+    retry_delay=120.0,
+    claim_idle=1.0,
+)
+laned_app = kernel.App(
+    "laned", register=[lane_event, audit_entry, lane_store, signed_lane, producer_lane]
+)
+
+#: Unsigned, retrying after claim_idle (1, 4 then 16 s, capped at 8 s, against 5 s), and an
+#: unbounded stream; its memory twin (in-process: no secret needed) with a tiny maxlen and a
+#: max_pending above its maxlen.
+unsigned_lane = kernel.lanes.redis(
+    "loose.lane",
+    store=lane_store,
+    events=lane_event,
+    group="billing",
+    retry_delay=1.0,
+    retry_backoff=4.0,
+    max_retry_delay=8.0,
+    claim_idle=5.0,
+    maxlen=None,
+)
+note_left, note_read = kernel.event("note.left"), kernel.event("note.read")
+small_lane = kernel.lanes.memory("small.lane", events=note_left, maxlen=100, retry_delay=30.0)
+capped_lane = kernel.lanes.memory("capped.lane", events=note_read, maxlen=2000, max_pending=2000)
+loose_app = kernel.App(
+    "loose",
+    register=[lane_event, note_left, note_read, lane_store, unsigned_lane, small_lane, capped_lane],
 )

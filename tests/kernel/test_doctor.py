@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import kernel
+import kernel.lanes
 from kernel import MissingDependencyError, _doctor
 from kernel._cli import main
 from kernel._doctor import (
@@ -42,10 +43,17 @@ CHECKS = [
     "exposure.auth",
     "exposure.allow_lists",
     "exposure.body_limit",
+    "lanes.secret",
+    "lanes.claim_idle",
+    "lanes.maxlen",
 ]
 NO_EXPOSURE = dict.fromkeys(
     ("exposure.auth", "exposure.allow_lists", "exposure.body_limit"),
     ("n/a", "no HTTP exposure registered", None),
+)
+NO_LANE = dict.fromkeys(
+    ("lanes.secret", "lanes.claim_idle", "lanes.maxlen"),
+    ("n/a", "no event lane registered", None),
 )
 WRAP = "wrap the app in kernel.Service(...)"
 
@@ -88,6 +96,7 @@ def test_the_good_service_passes_every_check() -> None:
         "tracing": ("pass", "service 'shop', exporter otlp", None),
         "error_tracking": ("n/a", "checked with --prod", None),
         **NO_EXPOSURE,
+        **NO_LANE,
     }
 
 
@@ -515,7 +524,7 @@ def test_doctor_as_a_program() -> None:
         check=False,
     )
     assert (done.returncode, done.stderr) == (1, "")
-    assert done.stdout.splitlines()[-1] == "2 passed, 8 failed, 5 not applicable"
+    assert done.stdout.splitlines()[-1] == "2 passed, 8 failed, 8 not applicable"
     assert "\N{BALLOT X}  external_io.resilience  till.charge " in done.stdout
 
 
@@ -533,3 +542,77 @@ def test_an_anonymous_exposure_serving_the_console_is_called_out() -> None:
         "http", auth=kernel.exposure.BearerAuth(tokens=["t"]), allow_tasks=("a.*",), console=True
     )
     assert table(diagnose(kernel.App("console", register=[guarded])))["exposure.auth"][0] == "pass"
+
+
+LANE_CHECKS = list(NO_LANE)
+
+
+def test_lane_rows_pass_for_lanes_configured_by_the_book() -> None:
+    found = table(diagnose(apps.laned_app, prod=True))
+    assert {check: found[check] for check in LANE_CHECKS} == {
+        # audit.lane retries after its claim_idle, but only produces: nothing to judge.
+        "lanes.secret": ("pass", "envelopes signed: orders.lane, audit.lane", None),
+        "lanes.claim_idle": ("pass", "every consuming lane retries within claim_idle", None),
+        "lanes.maxlen": ("pass", "every lane's stream is capped, at >= 1000 entries", None),
+    }
+    assert table(diagnose(apps.laned_app))["lanes.secret"] == ("n/a", "checked with --prod", None)
+
+
+def test_lane_rows_name_each_problem() -> None:
+    found = table(diagnose(apps.loose_app, prod=True))
+    assert {check: found[check] for check in LANE_CHECKS} == {
+        # The memory lanes stay in their process: unsigned is fine there.
+        "lanes.secret": (
+            "fail",
+            "unsigned envelopes (no secret): loose.lane; anyone able to write to the stream "
+            "can make their hooks run",
+            "give every lane secret=... (at least 16 bytes, the same in producers and "
+            "consumers, from a kernel.config.Secret setting)",
+        ),
+        # loose.lane waits 1, 4, then 8 s (capped); small.lane 30 s, as long as claim_idle.
+        "lanes.claim_idle": (
+            "fail",
+            "loose.lane: retries wait up to 8 s, claim_idle=5 s; small.lane: retries wait up "
+            "to 30 s, claim_idle=30 s: another consumer takes the entry before its retry is "
+            "due (the delay becomes claim_idle)",
+            "keep retry_delay (and max_retry_delay, with retry_backoff) below claim_idle, "
+            "or raise claim_idle",
+        ),
+        "lanes.maxlen": (
+            "fail",
+            "loose.lane: maxlen=None, the stream grows without bound; small.lane: "
+            "maxlen=100 trims undelivered entries after a short burst; capped.lane: "
+            "maxlen=2000 <= max_pending=2000, entries are trimmed before the lane turns "
+            "degraded",
+            "set maxlen to at least 1000 and above max_pending: the most entries a consumer "
+            "outage may leave in the stream",
+        ),
+    }
+
+
+def test_lane_rows_of_memory_lanes_alone_and_of_one_attempt() -> None:
+    memory_only = kernel.App(
+        "memory_only",
+        register=[
+            apps.lane_event,
+            kernel.lanes.memory(
+                "once.lane",
+                events=apps.lane_event,
+                max_attempts=1,
+                retry_delay=60.0,
+                claim_idle=1.0,
+            ),
+        ],
+    )
+    found = table(diagnose(memory_only, prod=True))
+    assert found["lanes.secret"] == ("n/a", "no Redis lane registered", None)
+    # One attempt: no retry ever waits.
+    assert found["lanes.claim_idle"][0] == "pass"
+    producer_only = kernel.App(
+        "producer_only", register=[apps.audit_entry, apps.lane_store, apps.producer_lane]
+    )
+    assert table(diagnose(producer_only))["lanes.claim_idle"] == (
+        "n/a",
+        "no lane consumes here",
+        None,
+    )

@@ -1,5 +1,5 @@
-"""Lanes across processes on a real Redis: a consumer SIGKILLed mid-run, Redis restarted
-under load."""
+"""Lanes across processes on a real Redis: a consumer SIGKILLed mid-run, a consumer stopped
+by SIGTERM mid-batch, Redis restarted under load."""
 
 from __future__ import annotations
 
@@ -109,6 +109,54 @@ def test_1000_events_3_consumers_one_killed_nothing_lost(
     assert {r["pid"] for r in runs} - {killed_pid}  # the others did consume
     assert len([r for r in runs if r["pid"] == killed_pid]) < count  # killed mid-run
     assert duplicated <= 16  # at most the killed consumer's batch
+
+
+@pytest.mark.slow
+def test_a_consumer_stopped_mid_batch_leaves_its_unfinished_runs_to_another(
+    lanes_redis: RedisServer, tmp_path: Path
+) -> None:
+    """SIGTERM while a batch runs: the runs that end within the drain budget (2 s) are
+    acknowledged, those cut at its deadline stay pending and another consumer process
+    delivers them (attempt 2, same message id); nothing is lost, nothing runs twice to its
+    end."""
+    prefix, count = f"drain{os.getpid()}", 16  # one batch
+    first_out, second_out = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    first = _start(tmp_path / "first.log", "consume-slow", lanes_redis.url, prefix, str(first_out))
+    second = producer = None
+    try:
+        assert first.stdout is not None
+        assert first.stdout.readline().strip() == "ready"
+        producer = _start(tmp_path / "producer.log", "produce", lanes_redis.url, prefix, str(count))
+        assert producer.wait(timeout=30) == 0, (tmp_path / "producer.log").read_text()
+
+        def started() -> int:
+            return sum(r.get("phase") == "start" for r in _records(first_out))
+
+        _wait(lambda: started() == count, within=20)  # the whole batch in flight
+        first.send_signal(signal.SIGTERM)
+        second = _start(
+            tmp_path / "second.log", "consume", lanes_redis.url, prefix, str(second_out)
+        )
+        # 30 s runs cut at the 2 s drain deadline: the process ends long before they would.
+        assert first.wait(timeout=15) == 0, (tmp_path / "first.log").read_text()
+        odd = set(range(1, count, 2))
+        _wait(lambda: {r["order"] for r in _records(second_out)} >= odd, within=20)
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(timeout=15) == 0, (tmp_path / "second.log").read_text()
+    finally:
+        for process in (first, second, producer):
+            if process is not None:
+                _close(process)
+    first_runs = _records(first_out)
+    ids = {r["order"]: r["message_id"] for r in first_runs if r.get("phase") == "start"}
+    finished = sorted(r["order"] for r in first_runs if "phase" not in r)
+    assert finished == list(range(0, count, 2))  # the short runs finished in the drain
+    later = _records(second_out)
+    assert sorted(r["order"] for r in later) == sorted(odd)  # only the cut ones, once each
+    for run in later:
+        assert run["message_id"] == ids[run["order"]]  # the same entry, delivered again
+        assert run["attempt"] == 2
+        assert run["pid"] == second.pid
 
 
 @pytest.mark.slow
