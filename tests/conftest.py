@@ -6,6 +6,7 @@ import pytest
 
 from middleware.observability import MetricsRegistry, default_registry
 from resilience import Event, _observe
+from tests.resilience.redis.server import RedisServer, redis_server
 
 
 @pytest.fixture
@@ -28,3 +29,18 @@ def clean_default() -> Iterator[MetricsRegistry]:
     default_registry.reset()
     yield default_registry
     default_registry.reset()
+
+
+@pytest.fixture(scope="session")
+def redis() -> Iterator[RedisServer]:
+    """The session's throwaway redis-server, shared by every suite that needs one (never
+    killed: tests that kill one use `own_redis`); each test keeps to a key prefix of its own."""
+    with redis_server() as server:
+        yield server
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A server for this test alone, which it may kill, restart or pause."""
+    with redis_server() as server:
+        yield server

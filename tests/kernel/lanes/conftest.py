@@ -5,7 +5,6 @@ test); `Kit` builds the lane and the app around it."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from typing import Any
 
 import attrs
@@ -14,7 +13,7 @@ import trio.testing
 
 import kernel
 from resilience import redis as shared
-from tests.resilience.redis.server import RedisServer, redis_server
+from tests.resilience.redis.server import RedisServer
 
 _prefixes = itertools.count(1)
 
@@ -27,19 +26,6 @@ class Placed:
 
 placed = kernel.event("order.placed", payload=Placed)
 untyped = kernel.event("note")
-
-
-@pytest.fixture(scope="session")
-def lanes_redis() -> Iterator[RedisServer]:
-    with redis_server() as server:
-        yield server
-
-
-@pytest.fixture
-def own_redis() -> Iterator[RedisServer]:
-    """A server for this test alone, which it may kill and restart."""
-    with redis_server() as server:
-        yield server
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -87,5 +73,5 @@ class Kit:
 
 @pytest.fixture
 def kit(kind: str, request: pytest.FixtureRequest) -> Kit:
-    server = request.getfixturevalue("lanes_redis") if kind == "redis" else None
+    server = request.getfixturevalue("redis") if kind == "redis" else None
     return Kit(kind, server, f"lanes{next(_prefixes)}")

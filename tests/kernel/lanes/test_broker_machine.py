@@ -120,8 +120,8 @@ class Streams(RuleBasedStateMachine):
 
 
 @pytest.mark.slow
-def test_the_memory_stream_behaves_as_redis(lanes_redis: RedisServer) -> None:
-    Streams.url = lanes_redis.url
+def test_the_memory_stream_behaves_as_redis(redis: RedisServer) -> None:
+    Streams.url = redis.url
     run = Streams.TestCase
     run.settings = settings(
         max_examples=10,

@@ -32,14 +32,14 @@ async def _bury_one(url: str) -> str:
 
 
 def test_the_command_shows_dead_letters_and_replays_one(
-    lanes_redis: RedisServer, capsys: pytest.CaptureFixture[str]
+    redis: RedisServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    message_id = trio.run(_bury_one, lanes_redis.url)
+    message_id = trio.run(_bury_one, redis.url)
     base = [
         "lanes",
         "orders.lane",
         "--url",
-        lanes_redis.url,
+        redis.url,
         "--group",
         "billing",
         "--prefix",

@@ -128,14 +128,14 @@ async def test_a_stopped_lane_refuses_to_publish(kit: Kit, clock: object) -> Non
         await value.publish(placed, Placed("A", 1), None)
 
 
-async def test_a_lane_on_a_store_its_caller_opened(lanes_redis: RedisServer) -> None:
+async def test_a_lane_on_a_store_its_caller_opened(redis: RedisServer) -> None:
     seen: list[Any] = []
 
     @kernel.hook("seen", on=placed)
     async def record(emission: kernel.Emission) -> None:
         seen.append(emission.payload)
 
-    store = shared.Store.from_url(lanes_redis.url, prefix="opened", op_timeout=2.0)
+    store = shared.Store.from_url(redis.url, prefix="opened", op_timeout=2.0)
     async with store:
         lane = kernel.lanes.redis("lane", store=store, events=placed, group="g", maxlen=None)
         async with kernel.run(kernel.App("app", register=[placed, lane, record])) as rt:
@@ -183,7 +183,7 @@ async def test_the_lanes_of_an_app_are_found_by_their_tag(kit: Kit, clock: objec
 
 
 async def test_a_stream_key_of_another_type_does_not_crash_the_consumer(
-    lanes_redis: RedisServer,
+    redis: RedisServer,
 ) -> None:
     seen: list[Any] = []
 
@@ -191,7 +191,7 @@ async def test_a_stream_key_of_another_type_does_not_crash_the_consumer(
     async def record(emission: kernel.Emission) -> None:
         seen.append(emission.payload)
 
-    store = shared.Store.from_url(lanes_redis.url, prefix="wrongtype", op_timeout=2.0)
+    store = shared.Store.from_url(redis.url, prefix="wrongtype", op_timeout=2.0)
     async with store:
         key = store.key("lane", "lane", "stream")
         await store.client.set(key, "not a stream")

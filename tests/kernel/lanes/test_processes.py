@@ -62,20 +62,19 @@ def _wait(predicate: Any, within: float) -> None:
 
 @pytest.mark.slow
 def test_1000_events_3_consumers_one_killed_nothing_lost(
-    lanes_redis: RedisServer, tmp_path: Path
+    redis: RedisServer, tmp_path: Path
 ) -> None:
     prefix, count = f"crash{os.getpid()}", 1000
     outs = [tmp_path / f"consumer{n}.jsonl" for n in range(3)]
     consumers = [
-        _start(out.with_suffix(".log"), "consume", lanes_redis.url, prefix, str(out))
-        for out in outs
+        _start(out.with_suffix(".log"), "consume", redis.url, prefix, str(out)) for out in outs
     ]
     producer = None
     try:
         for consumer in consumers:
             assert consumer.stdout is not None
             assert consumer.stdout.readline().strip() == "ready"
-        producer = _start(tmp_path / "producer.log", "produce", lanes_redis.url, prefix, str(count))
+        producer = _start(tmp_path / "producer.log", "produce", redis.url, prefix, str(count))
         victim = consumers[0]
         _wait(lambda: len(_records(outs[0])) >= 40, within=30)
         victim.send_signal(signal.SIGKILL)
@@ -113,7 +112,7 @@ def test_1000_events_3_consumers_one_killed_nothing_lost(
 
 @pytest.mark.slow
 def test_a_consumer_stopped_mid_batch_leaves_its_unfinished_runs_to_another(
-    lanes_redis: RedisServer, tmp_path: Path
+    redis: RedisServer, tmp_path: Path
 ) -> None:
     """SIGTERM while a batch runs: the runs that end within the drain budget (2 s) are
     acknowledged, those cut at its deadline stay pending and another consumer process
@@ -121,12 +120,12 @@ def test_a_consumer_stopped_mid_batch_leaves_its_unfinished_runs_to_another(
     end."""
     prefix, count = f"drain{os.getpid()}", 16  # one batch
     first_out, second_out = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
-    first = _start(tmp_path / "first.log", "consume-slow", lanes_redis.url, prefix, str(first_out))
+    first = _start(tmp_path / "first.log", "consume-slow", redis.url, prefix, str(first_out))
     second = producer = None
     try:
         assert first.stdout is not None
         assert first.stdout.readline().strip() == "ready"
-        producer = _start(tmp_path / "producer.log", "produce", lanes_redis.url, prefix, str(count))
+        producer = _start(tmp_path / "producer.log", "produce", redis.url, prefix, str(count))
         assert producer.wait(timeout=30) == 0, (tmp_path / "producer.log").read_text()
 
         def started() -> int:
@@ -134,9 +133,7 @@ def test_a_consumer_stopped_mid_batch_leaves_its_unfinished_runs_to_another(
 
         _wait(lambda: started() == count, within=20)  # the whole batch in flight
         first.send_signal(signal.SIGTERM)
-        second = _start(
-            tmp_path / "second.log", "consume", lanes_redis.url, prefix, str(second_out)
-        )
+        second = _start(tmp_path / "second.log", "consume", redis.url, prefix, str(second_out))
         # 30 s runs cut at the 2 s drain deadline: the process ends long before they would.
         assert first.wait(timeout=15) == 0, (tmp_path / "first.log").read_text()
         odd = set(range(1, count, 2))

@@ -23,7 +23,7 @@ async def broker(kind: str, request: pytest.FixtureRequest) -> AsyncIterator[Bro
     if kind == "memory":
         yield MemoryBroker()
         return
-    server = request.getfixturevalue("lanes_redis")
+    server = request.getfixturevalue("redis")
     async with shared.Store.from_url(server.url, prefix="cursor", op_timeout=2.0) as store:
         yield RedisBroker(store, f"cursor:{next(_streams)}", "g")
 

@@ -4,28 +4,14 @@ key prefix per test, and servers of their own for the tests that kill them."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
 from resilience import redis as shared
-from tests.resilience.redis.server import RedisServer, redis_server
+from tests.resilience.redis.server import RedisServer
 
 _prefixes = itertools.count(1)
-
-
-@pytest.fixture(scope="session")
-def redis() -> Iterator[RedisServer]:
-    """The session's server (never killed: tests that kill one use `own_redis`)."""
-    with redis_server() as server:
-        yield server
-
-
-@pytest.fixture
-def own_redis() -> Iterator[RedisServer]:
-    """A server for this test alone, which it may kill, restart or pause."""
-    with redis_server() as server:
-        yield server
 
 
 def new_prefix() -> str:
