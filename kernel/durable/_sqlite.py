@@ -21,6 +21,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Collection
 from typing import Any, Final, Generic, Literal, TypeAlias, TypeVar
 
@@ -267,6 +268,21 @@ _INSERT_AUDIT: Final = """
 
 def _fspath(path: str | os.PathLike[str]) -> str:
     return os.fspath(path)
+
+
+def _enter_wal(connection: sqlite3.Connection, timeout: float) -> None:
+    """Switch to WAL, waiting up to ``timeout`` for other connections: SQLite answers
+    SQLITE_BUSY to a journal-mode change at once, without its busy handler, while another
+    process opening the same fresh file holds its lock (two workers starting together)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorname != "SQLITE_BUSY" or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.005)
 
 
 def _check_busy_timeout(_: object, attribute: attrs.Attribute[float], value: object) -> None:
@@ -673,7 +689,7 @@ class SqliteStore:
         try:
             connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             connection.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-            connection.execute("PRAGMA journal_mode = WAL")
+            _enter_wal(connection, self.busy_timeout)
             # In WAL mode, NORMAL hands each commit to the operating system before returning
             # (without an fsync): a completed step survives a crash or SIGKILL of this
             # process; only a power loss or OS crash may undo the last commits. FULL fsyncs
