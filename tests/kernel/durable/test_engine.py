@@ -645,7 +645,7 @@ async def test_a_stalled_worker_loses_its_execution_after_claim_ttl(
     async def stall(_: None, *, durable: Engine) -> str:
         return await durable.context().step("work", work, durable.worker_id)
 
-    async def never_renew(execution_id: str, *scopes: trio.CancelScope) -> None:
+    async def never_renew(execution_id: str) -> None:
         await trio.sleep_forever()
 
     # max_concurrent=1: with its one run stuck, the first engine's loop claims nothing more
@@ -687,7 +687,7 @@ async def test_a_worker_whose_lease_lapsed_takes_it_back_without_running_it_twic
     async def lapse(_: None, *, durable: Engine) -> str:
         return await durable.context().step("work", work)
 
-    async def never_renew(execution_id: str, *scopes: trio.CancelScope) -> None:
+    async def never_renew(execution_id: str) -> None:
         await trio.sleep_forever()
 
     async with running_engine(lapse, claim_ttl=30, max_concurrent=2) as (_, e):
@@ -746,6 +746,32 @@ async def test_a_lease_is_renewed_every_third_of_claim_ttl(
         assert leases == [T0 + 12, T0 + 15, T0 + 18]
         gate.set()
         assert await e.wait(xid) is True
+
+
+async def test_one_renewal_loop_keeps_the_leases_of_every_run(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    gate = trio.Event()
+
+    async def wait() -> bool:
+        await gate.wait()
+        return True
+
+    @workflow("long")
+    async def long(_: None, *, durable: Engine) -> bool:
+        return await durable.context().step("wait", wait)
+
+    async with running_engine(long, claim_ttl=9) as (_, e):
+        first = await e.start(long)
+        await trio.sleep(2)
+        second = await e.start(long)  # joins the loop ticking at 3, 6, 9 since the first
+        await trio.sleep(4.5)
+        leases = [(await e.get_execution(x)).lease_until for x in (first, second)]
+        assert leases == [T0 + 15, T0 + 15]
+        gate.set()
+        assert [await e.wait(x) for x in (first, second)] == [True, True]
+        await trio.sleep(100)  # nothing runs: the loop idles, renewing nothing
+        assert (await e.get_execution(first)).owner is None
 
 
 # ---------------------------------------------------------------------- recovery
