@@ -20,7 +20,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import pytest
@@ -196,6 +196,38 @@ async def test_start_returns_an_id_and_the_execution_runs(autojump_clock: trio.a
         assert by_id != xid
         assert await e.wait(by_id) == [1, 2]
         assert trio.current_time() == 0.0
+
+
+class ReadCounting:
+    """A memory store, unwatched (a watched one wakes every waiter at every write), that
+    notes the execution ids `get_execution` is asked for."""
+
+    def __init__(self) -> None:
+        self.inner = MemoryStore()
+        self.reads: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "watch":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    async def get_execution(self, execution_id: str) -> Execution | None:
+        self.reads.append(execution_id)
+        return await self.inner.get_execution(execution_id)
+
+
+async def test_start_and_wait_waits_from_before_the_start_without_reading_it_back(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    store = ReadCounting()
+    async with running_engine(echo, store=cast(Store, store)) as (_, e):
+        xid, result = await e.start_and_wait(echo, {"a": 1})
+        assert (result, store.reads) == ({"a": 1}, [])  # handed the ended execution
+        same, again = await e.start_and_wait(echo, {"a": 2}, idempotency_key="k")
+        assert again == {"a": 2}
+        assert store.reads == [same]  # (with a key, the id is known only after the start)
+        assert (await e.start_and_wait(echo, 3))[1] == 3
+        assert (await e.get_execution(xid)).status == "completed"
 
 
 async def test_start_refuses_what_is_not_a_registered_workflow() -> None:
