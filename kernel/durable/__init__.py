@@ -32,7 +32,7 @@ from kernel.durable._errors import (
     WorkflowFailedError,
 )
 from kernel.durable._memory import MemoryStore
-from kernel.durable._metrics import DurableCollector, metrics
+from kernel.durable._metrics import DurableCollector, durable_families, metrics
 from kernel.durable._postgres import PostgresStore
 from kernel.durable._records import (
     STATUSES,
@@ -85,6 +85,7 @@ __all__ = [
     "WorkflowCancelledError",
     "WorkflowConfig",
     "WorkflowFailedError",
+    "durable_families",
     "engine",
     "metrics",
     "signal",

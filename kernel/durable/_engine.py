@@ -311,13 +311,19 @@ class Engine:
     # ------------------------------------------------------------------ starting
 
     async def _create(
-        self, task: Task, value: Any, *, wake_at: float | None, idempotency_key: str | None
+        self,
+        task: Task,
+        value: Any,
+        *,
+        wake_at: float | None,
+        idempotency_key: str | None,
+        execution_id: str | None = None,
     ) -> str:
         if idempotency_key is not None and not isinstance(idempotency_key, str):
             raise TypeError(f"idempotency_key must be a str, got {idempotency_key!r}")
         now = self.now()
         execution = Execution(
-            id=uuid.uuid4().hex,
+            id=uuid.uuid4().hex if execution_id is None else execution_id,
             workflow=task.id,
             input=self._input(task, value),
             wake_at=wake_at,
@@ -353,8 +359,22 @@ class Engine:
         timeout: float | None = None,
     ) -> tuple[str, Any]:
         """`start`, then `wait`: ``(execution_id, result)``."""
-        execution_id = await self.start(task_or_id, input, idempotency_key=idempotency_key)
-        return execution_id, await self.wait(execution_id, timeout=timeout)
+        if idempotency_key is not None:  # (the id is the key's execution's, known after)
+            execution_id = await self.start(task_or_id, input, idempotency_key=idempotency_key)
+            return execution_id, await self.wait(execution_id, timeout=timeout)
+        task = self._resolve(task_or_id)
+        execution_id = uuid.uuid4().hex
+        # Waiting before the execution exists: its end cannot come unseen, so the wait
+        # need not read it back first (one store call fewer).
+        waiter = self._add_waiter(execution_id)
+        try:
+            await self._create(
+                task, input, wake_at=None, idempotency_key=None, execution_id=execution_id
+            )
+        except BaseException:
+            self._remove_waiter(execution_id, waiter)
+            raise
+        return execution_id, await self._wait(execution_id, timeout, waiter)
 
     async def schedule(
         self,
@@ -407,9 +427,12 @@ class Engine:
         `CorruptRecordError` while its row cannot be read back (a worker's next claim fails
         an active one, which then raises `WorkflowFailedError`).
         """
+        return await self._wait(execution_id, timeout, None)
+
+    async def _wait(self, execution_id: str, timeout: float | None, first: _Waiter | None) -> Any:
         try:
             with trio.fail_after(math.inf if timeout is None else timeout):
-                execution = await self._await_end(execution_id)
+                execution = await self._await_end(execution_id, first)
         except trio.TooSlowError:
             raise WaitTimeoutError(
                 f"execution {execution_id!r} did not end within {timeout} s"
@@ -420,25 +443,41 @@ class Engine:
             raise WorkflowCancelledError(f"execution {execution_id!r} was cancelled")
         raise WorkflowFailedError(execution_id, execution.status, execution.error)
 
-    async def _await_end(self, execution_id: str) -> Execution:
+    def _add_waiter(self, execution_id: str) -> _Waiter:
+        waiter = _Waiter()
+        self._waiters.setdefault(execution_id, []).append(waiter)
+        return waiter
+
+    def _remove_waiter(self, execution_id: str, waiter: _Waiter) -> None:
+        waiters = self._waiters.get(execution_id)
+        if waiters is None:
+            return  # (handed its execution by `finished`, which pops them all)
+        if waiter in waiters:
+            waiters.remove(waiter)
+        if not waiters:
+            del self._waiters[execution_id]
+
+    async def _await_end(self, execution_id: str, first: _Waiter | None = None) -> Execution:
+        """The ended execution. ``first``: a waiter registered before the execution was
+        created (nothing to read back before waiting on it)."""
         poll = math.inf if self.store.local else self.options.polling_interval
+        waiter = first
         while True:
-            waiter = _Waiter()
-            waiters = self._waiters.setdefault(execution_id, [])
-            waiters.append(waiter)  # before the read: an end meanwhile is not missed
+            read = waiter is None
+            if waiter is None:  # before the read: an end meanwhile is not missed
+                waiter = self._add_waiter(execution_id)
             try:
-                execution = await self.get_execution(execution_id)
-                if execution.terminal:
-                    return execution
+                if read:
+                    execution = await self.get_execution(execution_id)
+                    if execution.terminal:
+                        return execution
                 with trio.move_on_after(poll):
                     await waiter.woken.wait()
                 if waiter.ended is not None:
                     return waiter.ended
             finally:
-                if waiter in waiters:
-                    waiters.remove(waiter)
-                if not waiters and self._waiters.get(execution_id) is waiters:
-                    del self._waiters[execution_id]
+                self._remove_waiter(execution_id, waiter)
+            waiter = None
 
     async def signal(self, execution_id: str, signal: Signal[Any], payload: Any = None) -> None:
         """Send ``signal`` to the execution; the next (or current) wait for it receives it.

@@ -1,8 +1,10 @@
 """``kernel.durable.metrics(engine)``: an engine's own metrics, for Prometheus.
 
 A resource depending on the engine resource; its value is a `DurableCollector`, a
-``prometheus_client`` collector: ``prometheus_client.REGISTRY.register(collector)``, or
-``prometheus_client.generate_latest(collector)`` for a ``/metrics`` body of its own.
+``prometheus_client`` collector. While the resource runs, `kernel.metrics.prometheus_text`
+(and so an exposure's ``/metrics``) includes its families, as it does the lanes' (see
+`durable_families`); ``prometheus_client.REGISTRY.register(collector)`` or
+``prometheus_client.generate_latest(collector)`` serve it elsewhere.
 Every ``interval`` seconds it asks the store for its counts (`Store.stats`, in the store's
 thread on SQLite: it reads every row's status); step durations are measured in this
 process, from the moment the resource starts.
@@ -24,6 +26,7 @@ Families (``engine`` is the engine resource's id):
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Final
 
@@ -42,7 +45,7 @@ from resilience import validate
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
-__all__ = ["DurableCollector", "metrics"]
+__all__ = ["LIVE", "DurableCollector", "durable_families", "metrics"]
 
 _MISSING: Final = (
     "kernel.durable.metrics needs prometheus-client, part of the 'prometheus' extra: "
@@ -118,6 +121,22 @@ class DurableCollector:
         yield durations
 
 
+#: The collectors of the metrics resources running in this process.
+LIVE: weakref.WeakSet[DurableCollector] = weakref.WeakSet()
+
+
+def durable_families() -> Iterator[Metric]:
+    """The families of every running ``kernel.durable.metrics`` resource, one family per
+    name whatever the number of engines (none while no such resource runs)."""
+    families: dict[str, Metric] = {}
+    for collector in sorted(LIVE, key=lambda collector: collector.engine):
+        for family in collector.collect():
+            first = families.setdefault(family.name, family)
+            if first is not family:
+                first.samples.extend(family.samples)
+    yield from families.values()
+
+
 def _trio_now(otherwise: float) -> float:
     """trio's clock when collected in the trio thread; ``otherwise`` when not (a scrape
     from another thread cannot read it: the figures are then as of the last sample)."""
@@ -162,6 +181,10 @@ def metrics(engine: Resource, *, id: str | None = None, interval: float = 15.0) 
                 await trio.sleep(seconds)
 
         scope.nursery.start_soon(sample, name=f"{scope.id}.sample")
-        yield collector
+        LIVE.add(collector)
+        try:
+            yield collector
+        finally:
+            LIVE.discard(collector)
 
     return resource(id or f"{engine.id}.metrics", deps={"durable": engine})(durable_metrics)

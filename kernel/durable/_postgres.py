@@ -62,7 +62,6 @@ from kernel.durable._rows import (
 if TYPE_CHECKING:
     from psycopg import Connection
     from psycopg.rows import TupleRow
-    from psycopg.sql import Composed
     from psycopg_pool import ConnectionPool
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore", "SynchronousCommit"]
@@ -293,6 +292,8 @@ class PostgresStore:
         default=None, init=False, repr=False
     )
     _limiter: trio.CapacityLimiter | None = attrs.field(default=None, init=False, repr=False)
+    #: `_q`'s composed queries, by text (the schema is fixed for the store's life).
+    _queries: dict[str, bytes] = attrs.field(factory=dict, init=False, repr=False)
     #: Signs this store's notifications, so that its listener ignores its own.
     _token: str = attrs.field(factory=lambda: secrets.token_hex(8), init=False, repr=False)
     _watchers: list[Callable[[], None]] = attrs.field(factory=list, init=False, repr=False)
@@ -499,11 +500,16 @@ class PostgresStore:
 
         await trio.to_thread.run_sync(close)
 
-    def _q(self, text: LiteralString) -> Composed:
-        """``text`` with ``{s}`` replaced by the quoted schema name."""
-        from psycopg import sql
+    def _q(self, text: LiteralString) -> bytes:
+        """``text`` with ``{s}`` replaced by the quoted schema name, composed once per
+        store and text (composing costs more than a point read's Python side)."""
+        query = self._queries.get(text)
+        if query is None:
+            from psycopg import sql
 
-        return sql.SQL(text).format(s=sql.Identifier(self.schema))
+            query = sql.SQL(text).format(s=sql.Identifier(self.schema)).as_bytes(None)
+            self._queries[text] = query
+        return query
 
     async def _run(self, work: Callable[[Connection[TupleRow]], _T], *, single: bool = False) -> _T:
         """``work(conn)`` in one transaction, in a worker thread.

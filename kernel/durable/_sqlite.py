@@ -478,6 +478,10 @@ class SqliteStore:
     _limiter: trio.CapacityLimiter = attrs.field(
         factory=lambda: trio.CapacityLimiter(1), init=False, repr=False
     )
+    #: The store's thread, for the calls that hold ``_limiter`` and may not run inline.
+    _hop: trio.CapacityLimiter = attrs.field(
+        factory=lambda: trio.CapacityLimiter(1), init=False, repr=False
+    )
     #: Commits since the last WAL checkpoint.
     _commits: int = attrs.field(default=0, init=False, repr=False)
     _watchers: list[Callable[[], None]] = attrs.field(factory=list, init=False, repr=False)
@@ -617,14 +621,10 @@ class SqliteStore:
         return result
 
     def _inline(self, fn: Callable[[sqlite3.Connection], T], write: bool) -> _Inline[T] | None:
-        """``fn`` run now on the event loop in its transaction, if that cannot wait: None
-        when it must go to the thread instead (the connection is busy there, another
+        """``fn`` run now on the event loop in its transaction, if that cannot wait (the
+        caller holds the connection): None when it must go to the thread instead (another
         process holds the lock, a checkpoint is due, or commits fsync)."""
         if write and (self.synchronous == "full" or self._commits >= _CHECKPOINT_EVERY):
-            return None
-        try:
-            self._limiter.acquire_nowait()
-        except trio.WouldBlock:
             return None
         try:
             return _Inline(self._transaction(self._open_connection(), fn, write))
@@ -632,19 +632,34 @@ class SqliteStore:
             if not _locked(exc):
                 raise
             return None  # (rolled back: run again in the thread, waiting for the lock)
-        finally:
-            self._limiter.release()
 
-    async def _call(self, fn: Callable[[sqlite3.Connection], T], write: bool) -> T:
+    async def _call(
+        self, fn: Callable[[sqlite3.Connection], T], write: bool, *, inline: bool = True
+    ) -> T:
+        """``fn`` in its transaction on the one connection, inline when it may be (see
+        `_inline`), else in the store's thread. A call that finds the connection busy
+        waits for it (in turn), then runs inline if it may: a call in the thread does
+        not send the calls queued behind it to the thread too."""
         await trio.lowlevel.checkpoint_if_cancelled()
-        done = self._inline(fn, write)
-        if done is not None:
+        limiter = self._limiter
+        try:
+            limiter.acquire_nowait()
+            waited = False
+        except trio.WouldBlock:
+            await limiter.acquire()  # (a schedule point)
+            waited = True
+        try:
+            done = self._inline(fn, write) if inline else None
+            if done is None:
+                # Not abandoned on cancellation (the default): the call finishes first.
+                return await trio.to_thread.run_sync(
+                    functools.partial(self._in_thread, fn, write), limiter=self._hop
+                )
+        finally:
+            limiter.release()
+        if not waited:
             await trio.lowlevel.cancel_shielded_checkpoint()
-            return done.value
-        # Not abandoned on cancellation (the default): the call finishes first.
-        return await trio.to_thread.run_sync(
-            functools.partial(self._in_thread, fn, write), limiter=self._limiter
-        )
+        return done.value
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await self._call(fn, False)
@@ -667,14 +682,10 @@ class SqliteStore:
             rows: list[tuple[Any, ...]] = connection.execute(query, parameters).fetchall()
             return rows
 
-        await trio.lowlevel.checkpoint_if_cancelled()
-        done = self._inline(first, False)
-        if done is not None and len(done.value) <= _INLINE_ROWS:
-            await trio.lowlevel.cancel_shielded_checkpoint()
-            return done.value
-        return await trio.to_thread.run_sync(
-            functools.partial(self._in_thread, every, False), limiter=self._limiter
-        )
+        rows = await self._call(first, False)
+        if len(rows) <= _INLINE_ROWS:
+            return rows
+        return await self._call(every, False, inline=False)
 
     def _connect(self) -> None:
         if self._connection is not None:
@@ -872,9 +883,7 @@ class SqliteStore:
             due, oldest = connection.execute(_DUE_SINCE, {"now": now}).fetchone()
             return StoreStats(by_status, due, oldest)
 
-        return await trio.to_thread.run_sync(
-            functools.partial(self._in_thread, stats, False), limiter=self._limiter
-        )
+        return await self._call(stats, False, inline=False)
 
     # ------------------------------------------------------------------ steps
 

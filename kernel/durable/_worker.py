@@ -102,8 +102,11 @@ class Worker:
         self._claim_on_end = True
         #: Runs whose release just ended their execution (read when the run finishes).
         self._ended_here: set[str] = set()
-        #: The lease renewal of each run, stopped before the run writes its outcome.
-        self._renewers: dict[str, trio.CancelScope] = {}
+        #: The runs whose leases the renewal loop keeps (one loop for all of them): a run
+        #: leaves before it writes its outcome, so a renewal racing it is not a lost lease.
+        self._renewing: set[str] = set()
+        #: Set when a run joins ``_renewing`` while the loop waits for one.
+        self._renewal_wanted = trio.Event()
         self._log = kernel_logger(engine.id)
 
     async def run(self) -> None:
@@ -113,6 +116,7 @@ class Worker:
         await engine.runtime.wait_ready()  # workflows may need resources started after us
         outage = 0.0  # the current wait between looks at a store that does not answer
         async with trio.open_nursery() as runs:
+            runs.start_soon(self._renewals)
             while True:
                 wake = engine.wake_event()
                 try:
@@ -169,28 +173,24 @@ class Worker:
         token = log_execution_id.set(execution.id)
         try:
             with scope:  # cancelled when the lease is lost or the execution cancelled
-                async with trio.open_nursery() as nursery:
-                    renewing = self._renewers[execution.id] = trio.CancelScope()
-                    nursery.start_soon(self._renew, execution.id, scope, renewing)
-                    await self._execute(execution)
-                    nursery.cancel_scope.cancel()
-        # The nursery wraps what leaves it in an ExceptionGroup: hence ``except*``.
-        except* LeaseLostError:
+                self._renewing.add(execution.id)
+                self._renewal_wanted.set()
+                await self._execute(execution)
+        except LeaseLostError:
             self._log.warning("execution {}: lease lost; the run stopped", execution.id)
-        except* StoreUnavailableError as group:
+        except StoreUnavailableError as exc:
             # What was recorded stays; the lease runs out, then a worker runs it again.
             self._log.warning(
-                "execution {}: the store failed ({}); the run stopped",
-                execution.id,
-                group.exceptions[0],
+                "execution {}: the store failed ({}); the run stopped", execution.id, exc
             )
-        except* trio.Cancelled:
+        except trio.Cancelled:
+            self._renewing.discard(execution.id)
             await self._hand_back(execution)
             raise
         finally:
             log_execution_id.reset(token)
             del self.running[execution.id]
-            self._renewers.pop(execution.id, None)
+            self._renewing.discard(execution.id)
             if execution.id not in self._ended_here or self._claim_on_end:
                 self.engine.poke()
             self._ended_here.discard(execution.id)
@@ -208,29 +208,36 @@ class Worker:
                 execution.id, engine.worker_id, status="pending", now=engine.now()
             )
 
-    async def _renew(
-        self, execution_id: str, scope: trio.CancelScope, renewing: trio.CancelScope
-    ) -> None:
+    async def _renewals(self) -> None:
+        """The one renewal loop of the worker's runs: every third of ``claim_ttl`` while
+        any runs, each run's lease is renewed (a run that started since the last tick is
+        renewed sooner than that, never later); idle while none runs."""
         engine = self.engine
-        with renewing:
-            while True:
-                await trio.sleep(engine.options.claim_ttl / 3)
-                try:
-                    await engine.store.renew(
-                        execution_id,
-                        engine.worker_id,
-                        lease_until=engine.now() + engine.options.claim_ttl,
-                    )
-                except StoreUnavailableError as exc:  # the lease may hold: try again later
-                    self._log.warning("execution {}: lease not renewed ({})", execution_id, exc)
-                except LeaseLostError:
-                    if renewing.cancel_called:
-                        return  # the run released it meanwhile: not a lost lease
-                    self._log.warning(
-                        "execution {}: lease lost or cancelled; stopping", execution_id
-                    )
-                    scope.cancel()
-                    return
+        while True:
+            if not self._renewing:
+                self._renewal_wanted = trio.Event()
+                await self._renewal_wanted.wait()
+            await trio.sleep(engine.options.claim_ttl / 3)
+            for execution_id in list(self._renewing):
+                if execution_id in self._renewing:  # (not released meanwhile)
+                    await self._renew(execution_id)
+
+    async def _renew(self, execution_id: str) -> None:
+        engine = self.engine
+        try:
+            await engine.store.renew(
+                execution_id, engine.worker_id, lease_until=engine.now() + engine.options.claim_ttl
+            )
+        except LeaseLostError:
+            if execution_id not in self._renewing:
+                return  # the run released it meanwhile: not a lost lease
+            self._renewing.discard(execution_id)
+            self._log.warning("execution {}: lease lost or cancelled; stopping", execution_id)
+            scope = self.running.get(execution_id)
+            if scope is not None:
+                scope.cancel()
+        except DurableError as exc:  # (an outage, a row gone bad): the lease may hold
+            self._log.warning("execution {}: lease not renewed ({})", execution_id, exc)
 
     async def _execute(self, execution: Execution) -> None:
         engine = self.engine
@@ -309,9 +316,7 @@ class Worker:
         attempt: int | None = None,
     ) -> None:
         engine = self.engine
-        renewing = self._renewers.get(execution.id)
-        if renewing is not None:
-            renewing.cancel()  # a renewal racing the release must not cancel the run
+        self._renewing.discard(execution.id)  # a renewal racing the release is not a loss
         now = engine.now()
         audit = None
         if engine.options.audit:

@@ -23,7 +23,8 @@ Families (``task`` is the task id, ``name`` the primitive's ``name=``):
   store), ``trio_runner_store_available{name}`` gauge: 1 answering, 0 not
 
 A primitive appears in a family once it has reported an event counted there. While an event
-lane runs in the process, its families follow (see `kernel.lanes.lane_families`).
+lane runs in the process, its families follow (see `kernel.lanes.lane_families`), and so do
+those of a running ``kernel.durable.metrics`` resource (see `kernel.durable.durable_families`).
 """
 
 from __future__ import annotations
@@ -163,6 +164,9 @@ class PrometheusCollector:
         from kernel.lanes import lane_families  # (imported late: lanes import observability)
 
         yield from lane_families()
+        from kernel.durable import durable_families  # (the same: durable imports observability)
+
+        yield from durable_families()
 
 
 def prometheus_text(

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import pytest
@@ -196,6 +196,38 @@ async def test_start_returns_an_id_and_the_execution_runs(autojump_clock: trio.a
         assert by_id != xid
         assert await e.wait(by_id) == [1, 2]
         assert trio.current_time() == 0.0
+
+
+class ReadCounting:
+    """A memory store, unwatched (a watched one wakes every waiter at every write), that
+    notes the execution ids `get_execution` is asked for."""
+
+    def __init__(self) -> None:
+        self.inner = MemoryStore()
+        self.reads: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "watch":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    async def get_execution(self, execution_id: str) -> Execution | None:
+        self.reads.append(execution_id)
+        return await self.inner.get_execution(execution_id)
+
+
+async def test_start_and_wait_waits_from_before_the_start_without_reading_it_back(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    store = ReadCounting()
+    async with running_engine(echo, store=cast(Store, store)) as (_, e):
+        xid, result = await e.start_and_wait(echo, {"a": 1})
+        assert (result, store.reads) == ({"a": 1}, [])  # handed the ended execution
+        same, again = await e.start_and_wait(echo, {"a": 2}, idempotency_key="k")
+        assert again == {"a": 2}
+        assert store.reads == [same]  # (with a key, the id is known only after the start)
+        assert (await e.start_and_wait(echo, 3))[1] == 3
+        assert (await e.get_execution(xid)).status == "completed"
 
 
 async def test_start_refuses_what_is_not_a_registered_workflow() -> None:
@@ -645,7 +677,7 @@ async def test_a_stalled_worker_loses_its_execution_after_claim_ttl(
     async def stall(_: None, *, durable: Engine) -> str:
         return await durable.context().step("work", work, durable.worker_id)
 
-    async def never_renew(execution_id: str, *scopes: trio.CancelScope) -> None:
+    async def never_renew(execution_id: str) -> None:
         await trio.sleep_forever()
 
     # max_concurrent=1: with its one run stuck, the first engine's loop claims nothing more
@@ -687,7 +719,7 @@ async def test_a_worker_whose_lease_lapsed_takes_it_back_without_running_it_twic
     async def lapse(_: None, *, durable: Engine) -> str:
         return await durable.context().step("work", work)
 
-    async def never_renew(execution_id: str, *scopes: trio.CancelScope) -> None:
+    async def never_renew(execution_id: str) -> None:
         await trio.sleep_forever()
 
     async with running_engine(lapse, claim_ttl=30, max_concurrent=2) as (_, e):
@@ -746,6 +778,32 @@ async def test_a_lease_is_renewed_every_third_of_claim_ttl(
         assert leases == [T0 + 12, T0 + 15, T0 + 18]
         gate.set()
         assert await e.wait(xid) is True
+
+
+async def test_one_renewal_loop_keeps_the_leases_of_every_run(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    gate = trio.Event()
+
+    async def wait() -> bool:
+        await gate.wait()
+        return True
+
+    @workflow("long")
+    async def long(_: None, *, durable: Engine) -> bool:
+        return await durable.context().step("wait", wait)
+
+    async with running_engine(long, claim_ttl=9) as (_, e):
+        first = await e.start(long)
+        await trio.sleep(2)
+        second = await e.start(long)  # joins the loop ticking at 3, 6, 9 since the first
+        await trio.sleep(4.5)
+        leases = [(await e.get_execution(x)).lease_until for x in (first, second)]
+        assert leases == [T0 + 15, T0 + 15]
+        gate.set()
+        assert [await e.wait(x) for x in (first, second)] == [True, True]
+        await trio.sleep(100)  # nothing runs: the loop idles, renewing nothing
+        assert (await e.get_execution(first)).owner is None
 
 
 # ---------------------------------------------------------------------- recovery

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 import trio
 from prometheus_client import generate_latest
@@ -114,3 +115,70 @@ def test_a_bad_interval_names_it(interval: object, error: type[Exception]) -> No
 def test_the_engine_must_be_a_resource() -> None:
     with pytest.raises(TypeError, match="engine must be"):
         durable.metrics("durable")  # type: ignore[arg-type]
+
+
+def two_engines() -> tuple[kernel.App, dict[str, Any]]:
+    """Engines ``a`` and ``b`` (no workers: what starts stays pending), each with its
+    metrics resource, and a one-step workflow on each."""
+    register: list[Any] = []
+    flows: dict[str, Any] = {}
+    for name in ("a", "b"):
+        engine = durable.engine(name, store=MemoryStore(), worker=False)
+
+        @kernel.task(f"metrics.{name}.flow", deps={"durable": engine}, tags=[durable.workflow()])
+        async def flow(n: int, *, durable: Engine) -> int:
+            return n
+
+        flows[name] = (engine, flow)
+        register += [engine, durable.metrics(engine, interval=10), flow]
+    return kernel.App("metrics.two", register=register), flows
+
+
+async def test_prometheus_text_includes_every_running_engine_once_per_family(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    app, flows = two_engines()
+    async with kernel.run(app) as rt:
+        for count, name in enumerate(("a", "b"), start=1):
+            engine, flow = flows[name]
+            for n in range(count):
+                await rt.resource(engine).start(flow, n)
+        await trio.sleep(11)  # the sample at t=10
+        text = kernel.metrics.prometheus_text()
+    after = kernel.metrics.prometheus_text()
+    families = list(text_string_to_metric_families(text))
+    durable_names = [f.name for f in families if f.name.startswith("trio_runner_durable_")]
+    assert sorted(durable_names) == sorted(set(durable_names))  # one family per name
+    assert text.count("# TYPE trio_runner_durable_backlog gauge") == 1
+    got = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in families
+        for sample in family.samples
+    }
+    assert got["trio_runner_durable_backlog", (("engine", "a"),)] == 1
+    assert got["trio_runner_durable_backlog", (("engine", "b"),)] == 2
+    pending = "trio_runner_durable_executions", (("engine", "b"), ("status", "pending"))
+    assert got[pending] == 2
+    assert "trio_runner_durable_" not in after  # gone when their resources stopped
+
+
+async def test_an_exposure_serves_the_engine_metrics_at_slash_metrics() -> None:
+    from kernel.exposure import http
+    from tests.kernel.exposure.servers import AUTH, DEADLINE
+
+    store = MemoryStore()
+    first, _, flows = app_of(store, worker=False)
+    with trio.fail_after(DEADLINE):
+        async with kernel.run(first) as rt:  # one execution waiting in the store
+            await rt.resource(flows["engine"]).start(flows["twice"], 1)
+        second, _, _ = app_of(store, worker=False)
+        exposure = http("exposure", auth=AUTH)
+        app = kernel.App("served", register=[second, exposure])
+        async with (
+            kernel.run(app) as rt,
+            httpx.AsyncClient(base_url=rt.resource(exposure).url) as client,
+        ):
+            response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert 'trio_runner_durable_executions{engine="durable",status="pending"} 1.0' in response.text
+    assert 'trio_runner_durable_backlog{engine="durable"} 1.0' in response.text
