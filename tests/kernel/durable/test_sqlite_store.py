@@ -19,6 +19,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from kernel.durable import (
+    STATUSES,
     AuditEntry,
     CorruptRecordError,
     DurableError,
@@ -29,7 +30,6 @@ from kernel.durable import (
     StepRecord,
     Store,
 )
-from kernel.durable._records import STATUSES
 from kernel.durable._rows import read_execution
 from kernel.durable._sqlite import (
     _CHECKPOINT_EVERY,

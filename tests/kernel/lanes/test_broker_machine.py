@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from kernel.lanes._broker import MemoryBroker
+from kernel.lanes import MemoryBroker
 from kernel.lanes._redis import RedisBroker
 from resilience import redis as shared
 from tests.resilience.redis.server import RedisServer

@@ -11,8 +11,7 @@ import trio
 
 import kernel
 from kernel.exposure import request_id
-from kernel.lanes import Lane
-from kernel.lanes._broker import MemoryBroker
+from kernel.lanes import Lane, MemoryBroker
 from resilience import StoreUnavailable
 from resilience import redis as shared
 from tests.kernel.lanes.conftest import Kit, Placed, placed

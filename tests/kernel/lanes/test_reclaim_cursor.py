@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator
 import pytest
 import trio
 
-from kernel.lanes._broker import Broker, MemoryBroker
+from kernel.lanes import MemoryBroker
+from kernel.lanes._broker import Broker
 from kernel.lanes._redis import RedisBroker
 from resilience import redis as shared
 

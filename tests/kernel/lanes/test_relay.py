@@ -7,9 +7,8 @@ from typing import Any
 
 import pytest
 
-from kernel._bus import Delivery, Emission, EmitReport, EventBus, HookBinding
-from kernel._definitions import Event
-from kernel._errors import UnknownEventError
+from kernel import Delivery, Emission, EmitReport, Event, UnknownEventError
+from kernel._bus import EventBus, HookBinding
 
 A = Event("a")
 
