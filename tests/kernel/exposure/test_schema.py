@@ -410,7 +410,7 @@ class Stamp(enum.Enum):
 class Odds:
     boxed: Box[list[str]]
     point: Point
-    count: NewType("Count", int)  # type: ignore[valid-type]  # noqa: UP
+    count: NewType("Count", int)  # type: ignore[valid-type]
     units: Annotated[float, "metres"]
     when: datetime
     day: date
