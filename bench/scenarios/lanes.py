@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import subprocess
 import sys
 import time
 import uuid
@@ -33,6 +32,7 @@ import trio
 from bench import redis_server
 from bench._scenario import Scenario, Unavailable
 from bench._timing import Loop
+from bench.worker_processes import worker_processes
 
 #: Consumer processes of the hand-off rows.
 CONSUMERS = 2
@@ -173,29 +173,13 @@ async def _report(process: trio.Process) -> Any:
 
 @asynccontextmanager
 async def _consumers(mode: str, url: str, name: str) -> AsyncIterator[list[trio.Process]]:
-    processes = [
-        await trio.lowlevel.open_process(
-            [sys.executable, str(WORKER), mode, url, name],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-        )
-        for _ in range(CONSUMERS)
-    ]
-    try:
+    command = [sys.executable, str(WORKER), mode, url, name]
+    async with worker_processes(command, CONSUMERS) as processes:
         with trio.fail_after(30):
             for process in processes:
                 if (await _readline(process)).strip() != b"ready":
                     raise RuntimeError("a lanes bench worker did not start")
         yield processes
-    finally:
-        for process in processes:
-            if process.stdin is not None:
-                await process.stdin.aclose()
-            with trio.move_on_after(5):
-                await process.wait()
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
 
 
 @asynccontextmanager

@@ -11,7 +11,6 @@ rows are unavailable.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -26,6 +25,7 @@ from bench import redis_server
 from bench._scenario import Scenario, Unavailable
 from bench._timing import Loop
 from bench.scenarios._callee import f
+from bench.worker_processes import worker_processes
 
 #: Processes of the throughput row.
 WORKERS = 4
@@ -203,24 +203,11 @@ class Fleet:
 @asynccontextmanager
 async def fleet() -> AsyncIterator[Loop]:
     _shared()
-    async with redis_server.redis() as url:
-        processes = [
-            await trio.lowlevel.open_process(
-                [sys.executable, str(WORKER), url], stdin=subprocess.PIPE, stdout=subprocess.PIPE
-            )
-            for _ in range(WORKERS)
-        ]
-        try:
-            yield Fleet(processes)
-        finally:
-            for process in processes:
-                if process.stdin is not None:
-                    await process.stdin.aclose()
-                with trio.move_on_after(5):
-                    await process.wait()
-                if process.returncode is None:
-                    process.kill()
-                    await process.wait()
+    async with (
+        redis_server.redis() as url,
+        worker_processes([sys.executable, str(WORKER), url], WORKERS) as processes,
+    ):
+        yield Fleet(processes)
 
 
 def _row(
