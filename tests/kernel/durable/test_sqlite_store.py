@@ -10,6 +10,7 @@ import contextlib
 import json
 import math
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -181,7 +182,7 @@ async def test_a_corrupt_audit_row_names_its_execution(path: Path) -> None:
         await store.append_audit(AuditEntry("e1", "note", 2.0, data={"ok": 2}))
         await store.append_audit(AuditEntry("e2", "note", 1.0, data={"ok": 3}))
         await store.append_audit(AuditEntry("e3", "note", 1.0, data={"ok": 4}))
-        with sqlite3.connect(path) as raw:
+        with closing(sqlite3.connect(path)) as raw, raw:
             raw.execute("UPDATE audit SET data = '{not json' WHERE execution_id = 'e1' AND seq = 2")
             raw.execute("UPDATE audit SET data = '[1, 2]' WHERE execution_id = 'e3'")
         raw.close()
@@ -299,7 +300,7 @@ async def test_the_file_is_in_wal_mode(path: Path) -> None:
     store = SqliteStore(path)
     await store.open()
     await store.close()
-    with sqlite3.connect(path) as raw:
+    with closing(sqlite3.connect(path)) as raw, raw:
         assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     raw.close()
 
@@ -370,10 +371,10 @@ async def test_an_execution_whose_id_is_not_text_is_failed_under_a_new_id(path: 
     try:
         for execution_id in ("e1", "e2"):
             await store.create_execution(execution(execution_id))
-        with sqlite3.connect(path) as raw:  # (a TEXT PRIMARY KEY takes NULLs and blobs)
+        # (a TEXT PRIMARY KEY takes NULLs and blobs)
+        with closing(sqlite3.connect(path)) as raw, raw:
             raw.execute("UPDATE executions SET id = NULL WHERE id = 'e1'")
             raw.execute("UPDATE executions SET id = X'6532' WHERE id = 'e2'")
-        raw.close()
         assert await store.list_executions() == []
         failed = await store.claim("w1", now=5.0, lease_until=9.0, limit=10)
         assert [(e.id, e.status) for e in failed] == [

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, closing
 from pathlib import Path
 from typing import Any
 
@@ -467,7 +467,7 @@ async def test_records_that_do_not_read_back_fail_only_themselves(tmp_path: Path
     with trio.fail_after(DEADLINE):
         async with kernel.run(app) as rt:
             sound, garbled, broken = await _start(rt, ["a", "b", "c"])
-            with sqlite3.connect(path) as db:
+            with closing(sqlite3.connect(path)) as db, db:
                 db.execute("UPDATE executions SET input = '{nope' WHERE id = ?", (garbled,))
                 db.execute("UPDATE executions SET attempt = 'many' WHERE id = ?", (broken,))
             async with httpx.AsyncClient(
