@@ -29,35 +29,28 @@ class Host(Protocol):
     @property
     def graph(self) -> Graph:
         """The validated graph of the app."""
-        ...
 
     @property
     def metrics(self) -> MetricsRegistry | None:
         """The registry counting the app's task calls, or ``None`` when metrics are off."""
-        ...
 
     @property
     def ready(self) -> bool:
         """True from the ``ready`` event until a shutdown is requested or disposal starts."""
-        ...
 
     @property
     def closing(self) -> bool:
         """True from the moment a shutdown is requested or disposal begins."""
-        ...
 
     @property
     def shutting_down(self) -> bool:
         """Whether intake has stopped (new task calls raise `kernel.ShuttingDown`)."""
-        ...
 
     async def wait_ready(self) -> None:
         """Return once every resource is up."""
-        ...
 
     async def run_task(self, task: Task[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Run ``task`` through its pipeline with its deps injected."""
-        ...
 
     def emit(
         self,
@@ -68,12 +61,10 @@ class Host(Protocol):
         report: bool = False,
     ) -> Awaitable[EmitReport | None]:
         """Run the event's hooks."""
-        ...
 
     def relay(self, event: Event, relay: Relay | None) -> None:
         """Emitting ``event`` awaits ``relay(event, payload, source)`` instead of its hooks
         (an event lane)."""
-        ...
 
     def deliver(
         self,
@@ -85,24 +76,18 @@ class Host(Protocol):
         failure_mode: Literal["fail_fast", "aggregate"] = "fail_fast",
     ) -> Awaitable[EmitReport | None]:
         """Run ``event``'s hooks here for a message a lane received."""
-        ...
 
     async def health(self, *, check_timeout: float | timedelta = 5.0) -> HealthReport:
         """Run the health checks and report."""
-        ...
 
     def find(self, tag: Tag) -> list[tuple[Any, Any]]:
         """The definitions carrying ``tag``, each with its tag config."""
-        ...
 
     def dependencies(self, task: Task[..., Any]) -> dict[str, Any]:
         """The keyword arguments ``task``'s body receives (its resolved deps)."""
-        ...
 
     def resource(self, resource: Resource[Any] | App) -> Any:
         """The value of a started resource (the operator console reads engines and lanes)."""
-        ...
 
     def task_state(self, task: Task[..., Any]) -> dict[str, object]:
         """The state objects ``task``'s pipeline exposes (``breaker``, ``limiter``...)."""
-        ...
