@@ -21,7 +21,7 @@ moves ``place_order`` to another process without touching its callers.
   with no status, chained from httpx's exception (``__cause__``), so callers catch one
   kernel error for every way a remote call fails.
 - The client keeps up to ``max_connections`` connections alive and gives each request one
-  of its own (`kernel.exposure._lanes`): requests beyond that wait for a free connection.
+  of its own (`kernel.exposure._connections`): requests beyond that wait for a free connection.
   It keeps no cookies (the exposure sets none; httpx's cookie jar costs every request).
 - Each request carries ``x-request-id`` (the ``kernel.exposure.request_id`` context
   variable when set, else a new id of 32 hex digits) and, when OpenTelemetry is in use and a span
@@ -304,9 +304,9 @@ def remote(
     async def open_client() -> AsyncIterator[RemoteEndpoint]:
         import httpx
 
-        from kernel.exposure._lanes import LaneTransport, NoCookies
+        from kernel.exposure._connections import ConnectionPerRequest, NoCookies
 
-        transport = LaneTransport(max_connections=connections)
+        transport = ConnectionPerRequest(max_connections=connections)
         async with httpx.AsyncClient(
             base_url=url,
             timeout=seconds,

@@ -18,7 +18,7 @@ import httpx
 import pytest
 import trio
 
-from kernel.exposure._lanes import LaneTransport
+from kernel.exposure._connections import ConnectionPerRequest
 from tests.kernel.workers.service import TOKEN
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -84,7 +84,7 @@ def client(base_url: str) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         base_url=base_url,
         headers=HEADERS,
-        transport=LaneTransport(max_connections=IN_FLIGHT),
+        transport=ConnectionPerRequest(max_connections=IN_FLIGHT),
         timeout=10,
     )
 

@@ -1,5 +1,5 @@
-"""`LaneTransport`: an httpx transport that gives each request a kept-alive connection of
-its own, for many concurrent requests from one trio thread.
+"""`ConnectionPerRequest`: an httpx transport that gives each request a kept-alive
+connection of its own, for many concurrent requests from one trio thread.
 
 httpcore's pool (1.0) hands every queued request the FIRST available connection: when
 many tasks enter it before any has started sending (what 64 tasks in one trio thread do),
@@ -8,12 +8,12 @@ connection, and ``max_keepalive_connections`` is compared with the count of ALL
 connections, so a pool bigger than it closes its idle ones. Measured in
 ``python -m bench --only http.remote_64``: most of a remote call's client-side CPU.
 
-A *lane* is an ``httpx.AsyncHTTPTransport`` limited to one connection. A request takes an
-idle lane (most recently used first, so the connections kept warm are few), else opens a
+A *slot* is an ``httpx.AsyncHTTPTransport`` limited to one connection. A request takes an
+idle slot (most recently used first, so the connections kept warm are few), else opens a
 new one while there are fewer than ``max_connections``, else waits (FIFO) for one to be
-released; the lane is released when the response is closed. Errors are the lanes' own:
-httpx's, mapped from httpcore's by httpx. Lanes idle longer than ``keepalive_expiry`` close
-their connection themselves (httpx's own expiry, checked when the lane is next used).
+released; the slot is released when the response is closed. Errors are the slots' own:
+httpx's, mapped from httpcore's by httpx. Slots idle longer than ``keepalive_expiry`` close
+their connection themselves (httpx's own expiry, checked when the slot is next used).
 
 Importing this module imports httpx.
 """
@@ -28,7 +28,7 @@ from typing import Final
 import httpx
 import trio
 
-__all__ = ["LaneTransport", "NoCookies"]
+__all__ = ["ConnectionPerRequest", "NoCookies"]
 
 #: Seconds an idle connection is kept (httpx's default).
 KEEPALIVE_EXPIRY: Final = 5.0
@@ -47,7 +47,7 @@ class NoCookies(CookieJar):
 
 
 class _Released(httpx.AsyncByteStream):
-    """A response body that gives its lane back when it is closed."""
+    """A response body that gives its slot back when it is closed."""
 
     def __init__(self, stream: httpx.AsyncByteStream, release: _Release) -> None:
         self._stream = stream
@@ -82,20 +82,20 @@ class _Body(httpx.AsyncByteStream):
 
 
 class _Release:
-    """Gives ``lane`` back to ``pool`` once (closing a response twice is harmless)."""
+    """Gives ``slot`` back to ``pool`` once (closing a response twice is harmless)."""
 
-    def __init__(self, pool: LaneTransport, lane: httpx.AsyncHTTPTransport) -> None:
+    def __init__(self, pool: ConnectionPerRequest, slot: httpx.AsyncHTTPTransport) -> None:
         self._pool = pool
-        self._lane: httpx.AsyncHTTPTransport | None = lane
+        self._slot: httpx.AsyncHTTPTransport | None = slot
 
     def __call__(self) -> None:
-        lane, self._lane = self._lane, None
-        if lane is not None:
-            self._pool._give_back(lane)
+        slot, self._slot = self._slot, None
+        if slot is not None:
+            self._pool._give_back(slot)
 
 
-class LaneTransport(httpx.AsyncBaseTransport):
-    """At most ``max_connections`` lanes (connections), each serving one request at a time."""
+class ConnectionPerRequest(httpx.AsyncBaseTransport):
+    """At most ``max_connections`` slots (connections), each serving one request at a time."""
 
     def __init__(self, *, max_connections: int) -> None:
         self._max = max_connections
@@ -111,67 +111,67 @@ class LaneTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if isinstance(request.stream, httpx.ByteStream):
             request.stream = _Body(request.content)
-        lane = await self._take()
+        slot = await self._take()
         try:
-            response = await lane.handle_async_request(request)
+            response = await slot.handle_async_request(request)
         except BaseException:
-            self._give_back(lane)
+            self._give_back(slot)
             raise
         assert isinstance(response.stream, httpx.AsyncByteStream)
-        response.stream = _Released(response.stream, _Release(self, lane))
+        response.stream = _Released(response.stream, _Release(self, slot))
         return response
 
     async def _take(self) -> httpx.AsyncHTTPTransport:
-        """An idle lane, a new one, or (FIFO) the next one released. A checkpoint."""
+        """An idle slot, a new one, or (FIFO) the next one released. A checkpoint."""
         await trio.lowlevel.checkpoint_if_cancelled()
         if self._closed:
-            raise RuntimeError("LaneTransport: the transport is closed")
-        lane = self._free_lane()
-        if lane is not None:
-            # Taken before the checkpoint, which cannot raise: no lane is lost to a cancel.
+            raise RuntimeError("ConnectionPerRequest: the transport is closed")
+        slot = self._free_slot()
+        if slot is not None:
+            # Taken before the checkpoint, which cannot raise: no slot is lost to a cancel.
             await trio.lowlevel.cancel_shielded_checkpoint()
-            return lane
+            return slot
         handed = trio.Event()
         self._waiters.append(handed)
         try:
             await handed.wait()
         except BaseException:
             if handed in self._handed:
-                # Handed a lane as it was cancelled: pass it on.
+                # Handed a slot as it was cancelled: pass it on.
                 self._give_back(self._handed.pop(handed))
             else:
                 self._waiters.remove(handed)
             raise
         return self._handed.pop(handed)
 
-    def _free_lane(self) -> httpx.AsyncHTTPTransport | None:
-        """An idle lane (most recently used), a new one if there is room, else ``None``."""
+    def _free_slot(self) -> httpx.AsyncHTTPTransport | None:
+        """An idle slot (most recently used), a new one if there is room, else ``None``."""
         if self._idle:
             return self._idle.pop()
         if len(self._all) < self._max:
-            lane = httpx.AsyncHTTPTransport(limits=self._limits)
-            self._all.append(lane)
-            return lane
+            slot = httpx.AsyncHTTPTransport(limits=self._limits)
+            self._all.append(slot)
+            return slot
         return None
 
-    def _give_back(self, lane: httpx.AsyncHTTPTransport) -> None:
+    def _give_back(self, slot: httpx.AsyncHTTPTransport) -> None:
         if self._waiters:
             handed = self._waiters.popleft()
-            self._handed[handed] = lane
+            self._handed[handed] = slot
             handed.set()
         else:
-            self._idle.append(lane)
+            self._idle.append(slot)
 
     async def aclose(self) -> None:
-        """Close every lane's connection (each one, even if closing another fails)."""
+        """Close every slot's connection (each one, even if closing another fails)."""
         self._closed = True
-        lanes, self._all, self._idle = self._all, [], []
-        await _close_all(lanes)
+        slots, self._all, self._idle = self._all, [], []
+        await _close_all(slots)
 
 
-async def _close_all(lanes: list[httpx.AsyncHTTPTransport]) -> None:
-    if lanes:
+async def _close_all(slots: list[httpx.AsyncHTTPTransport]) -> None:
+    if slots:
         try:
-            await lanes[0].aclose()
+            await slots[0].aclose()
         finally:
-            await _close_all(lanes[1:])
+            await _close_all(slots[1:])

@@ -1,5 +1,5 @@
-"""`LaneTransport`: one kept-alive connection per request in flight, at most
-``max_connections``, waiters served in order, no lane lost to a cancellation."""
+"""`ConnectionPerRequest`: one kept-alive connection per request in flight, at most
+``max_connections``, waiters served in order, no slot lost to a cancellation."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import httpx
 import pytest
 import trio
 
-from kernel.exposure._lanes import LaneTransport
+from kernel.exposure._connections import ConnectionPerRequest
 
 
 @attrs.define
@@ -60,7 +60,7 @@ async def serving(*, open_gate: bool = True) -> AsyncIterator[Counting]:
 async def test_concurrent_requests_reuse_at_most_max_connections() -> None:
     with trio.fail_after(20):
         async with serving() as server:
-            transport = LaneTransport(max_connections=8)
+            transport = ConnectionPerRequest(max_connections=8)
             async with httpx.AsyncClient(base_url=server.url, transport=transport) as client:
                 answers: list[str] = []
 
@@ -80,7 +80,7 @@ async def test_concurrent_requests_reuse_at_most_max_connections() -> None:
 async def test_sequential_requests_keep_one_connection() -> None:
     with trio.fail_after(20):
         async with serving() as server:
-            transport = LaneTransport(max_connections=100)
+            transport = ConnectionPerRequest(max_connections=100)
             async with httpx.AsyncClient(base_url=server.url, transport=transport) as client:
                 for _ in range(10):
                     assert (await client.get("/")).text == "ok"
@@ -90,7 +90,7 @@ async def test_sequential_requests_keep_one_connection() -> None:
 async def test_waiters_get_the_connection_in_order_and_a_cancelled_waiter_loses_nothing() -> None:
     with trio.fail_after(20):
         async with serving(open_gate=False) as server:
-            transport = LaneTransport(max_connections=1)
+            transport = ConnectionPerRequest(max_connections=1)
             async with (
                 httpx.AsyncClient(base_url=server.url, transport=transport) as client,
                 trio.open_nursery() as nursery,
@@ -124,10 +124,10 @@ async def test_waiters_get_the_connection_in_order_and_a_cancelled_waiter_loses_
     assert server.connections == 1
 
 
-async def test_a_broken_connection_is_replaced_on_its_lane() -> None:
+async def test_a_broken_connection_is_replaced_on_its_slot() -> None:
     with trio.fail_after(20):
         async with serving() as server:
-            transport = LaneTransport(max_connections=1)
+            transport = ConnectionPerRequest(max_connections=1)
             async with httpx.AsyncClient(base_url=server.url, transport=transport) as client:
                 assert (await client.get("/")).text == "ok"
                 server.gate = trio.Event()
@@ -139,7 +139,7 @@ async def test_a_broken_connection_is_replaced_on_its_lane() -> None:
 
 
 async def test_a_closed_transport_refuses_requests() -> None:
-    transport = LaneTransport(max_connections=1)
+    transport = ConnectionPerRequest(max_connections=1)
     await transport.aclose()
     with pytest.raises(RuntimeError, match="closed"):
         await transport.handle_async_request(httpx.Request("GET", "http://127.0.0.1:1/"))
